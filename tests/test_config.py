@@ -1,0 +1,90 @@
+"""Config loading: YAML + dotted overrides, unknown keys fail with valid names, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from searchrl.config import Config, ConfigError, dump_config, load_config, save_config
+
+
+def test_defaults_load() -> None:
+    cfg = load_config()
+    assert cfg.retrieval.kind == "bm25"
+    assert cfg.serve.host == "127.0.0.1"
+    assert cfg.model.path == "smollm2-135m-instruct"
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("retrieval:\n  topk: 7\n  kind: dense\nseed: 3\n")
+    cfg = load_config(f, ["retrieval.topk=5", "serve.port=9001", "model.path=foo/bar"])
+    assert (cfg.retrieval.topk, cfg.retrieval.kind, cfg.seed) == (5, "dense", 3)
+    assert cfg.serve.port == 9001 and cfg.model.path == "foo/bar"
+
+
+def test_unknown_key_lists_valid_names() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["retrieval.topK=5"])
+    msg = str(err.value)
+    assert "retrieval.topK" in msg and "topk" in msg and "Did you mean 'topk'" in msg
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("retreival:\n  topk: 3\n")
+    with pytest.raises(ConfigError, match="Did you mean 'retrieval'"):
+        load_config(f)
+
+
+def test_bad_literal_lists_choices() -> None:
+    with pytest.raises(ConfigError, match="bm25"):
+        load_config(None, ["retrieval.kind=elastic"])
+
+
+def test_bad_value_type_and_range() -> None:
+    with pytest.raises(ConfigError, match=r"retrieval\.topk"):
+        load_config(None, ["retrieval.topk=zero"])
+    with pytest.raises(ConfigError, match=r"retrieval\.topk"):
+        load_config(None, ["retrieval.topk=0"])
+
+
+@pytest.mark.parametrize("bad", ["retrieval.topk", "=3", "retrieval..topk=3", "seed.x=1"])
+def test_malformed_overrides(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(None, [bad])
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_save_and_reload_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(None, ["retrieval.topk=4", "data.skip_bad=true"])
+    path = save_config(cfg, tmp_path / "run")
+    again = load_config(path)
+    assert again == cfg
+    assert dump_config(again) == dump_config(cfg)
+    assert isinstance(again, Config)
+
+
+def test_every_field_documented() -> None:
+    def walk(model: type) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            sub = field.annotation
+            if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                missing += [f"{name}.{m}" for m in walk(sub)]
+            elif not field.description:
+                missing.append(name)
+        return missing
+
+    assert walk(Config) == []
