@@ -1,0 +1,1 @@
+"""QA data, corpora of QA files, the synthetic world, tag protocols."""

@@ -1,0 +1,169 @@
+"""The tag protocols, in one place: instruction templates, passage formatting, the action parser.
+
+Two protocols are provided:
+
+* ``search_r1`` — Search-R1: ``<think>…</think>``, ``<search>query</search>``, the environment's
+  ``<information>…</information>``, ``<answer>…</answer>``; passages as ``Doc 1(Title: "…") text``.
+* ``r1_searcher`` — R1-Searcher: ``<|begin_of_query|>query<|end_of_query|>``, the environment's
+  ``<|begin_of_documents|>…<|end_of_documents|>``, ``<answer>…</answer>`` (a ``\\boxed{}`` inside the
+  answer is unwrapped).
+
+The parser only ever sees the text the policy generated in the current turn, so an example answer in
+the instruction (both papers' prompts contain one) can never be mistaken for the model's answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from searchrl.types import Passage
+
+
+@dataclass(frozen=True)
+class Search:
+    query: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+
+
+@dataclass(frozen=True)
+class Invalid:
+    reason: str
+
+
+Action = Search | Answer | Invalid
+
+_BOXED = re.compile(r"^\\boxed\{(.*)\}$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TagProtocol:
+    """Tags, templates and parsing of one search-agent protocol (see the module docstring)."""
+
+    name: str
+    query_open: str
+    query_close: str
+    info_open: str
+    info_close: str
+    instruction: str  # {question} is replaced; shown as the user turn (chat) or the whole prompt (base)
+    corrective_message: str  # injected (masked) after an invalid action
+    passage_style: str  # "search_r1" | "r1_searcher"
+    answer_open: str = "<answer>"
+    answer_close: str = "<answer>".replace("<", "</")
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Generation stops when the policy closes a query or an answer."""
+        return (self.query_close, self.answer_close)
+
+    @property
+    def force_answer_prefix(self) -> str:
+        """Injected (masked) when the turn budget is spent, so the next turn can only answer."""
+        return f"\n{self.answer_open}"
+
+    def chat_messages(self, question: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.instruction.format(question=question.strip())}]
+
+    def base_prompt(self, question: str) -> str:
+        return self.instruction.format(question=question.strip()) + "\n"
+
+    def format_passages(self, passages: Sequence[Passage]) -> str:
+        if self.passage_style == "search_r1":
+            return "\n".join(f'Doc {i}(Title: "{p.title}") {p.text}' for i, p in enumerate(passages, 1))
+        return "\n".join(f"({i}) {p.title}\n{p.text}" for i, p in enumerate(passages, 1))
+
+    def wrap_information(self, text: str) -> str:
+        """The whole block the environment appends after a search (tags and newlines included)."""
+        return f"\n\n{self.info_open}\n{text}\n{self.info_close}\n\n"
+
+    def format_search(self, query: str) -> str:
+        return f"{self.query_open}{query}{self.query_close}"
+
+    def format_answer(self, answer: str) -> str:
+        return f"{self.answer_open}{answer}{self.answer_close}"
+
+    def parse_action(self, generated: str) -> Action:
+        """The first complete action in this turn's generated text; text after it is ignored."""
+        q = generated.find(self.query_open)
+        a = generated.find(self.answer_open)
+        if q < 0 and a < 0:
+            if self.query_close in generated or self.answer_close in generated:
+                return Invalid("closing tag without its opening tag")
+            return Invalid("no action tag")
+        if a < 0 or 0 <= q < a:
+            body = _between(generated, q + len(self.query_open), self.query_close)
+            if body is None:
+                return Invalid(f"unclosed {self.query_open}")
+            query = body.strip()
+            return Search(query) if query else Invalid("empty query")
+        body = _between(generated, a + len(self.answer_open), self.answer_close)
+        if body is None:
+            return Invalid(f"unclosed {self.answer_open}")
+        answer = body.strip()
+        boxed = _BOXED.match(answer)
+        if boxed:
+            answer = boxed.group(1).strip()
+        return Answer(answer) if answer else Invalid("empty answer")
+
+    def extract_answer(self, response: str) -> str | None:
+        """The last answer in a full response (several turns), or None."""
+        end = response.rfind(self.answer_close)
+        if end < 0:
+            return None
+        start = response.rfind(self.answer_open, 0, end)
+        if start < 0:
+            return None
+        action = self.parse_action(response[start : end + len(self.answer_close)])
+        return action.text if isinstance(action, Answer) else None
+
+
+def _between(text: str, start: int, close: str) -> str | None:
+    end = text.find(close, start)
+    return None if end < 0 else text[start:end]
+
+
+SEARCH_R1 = TagProtocol(
+    name="search_r1",
+    query_open="<search>",
+    query_close="</search>",
+    info_open="<information>",
+    info_close="</information>",
+    instruction=(
+        "Answer the question below. Think inside <think> and </think> whenever you receive new "
+        "information. If you are missing knowledge, search for it by writing <search> your query </search>; "
+        "the top results will come back between <information> and </information>. You may search several "
+        "times. When you know the answer, write only the answer inside <answer> and </answer>, for example "
+        "<answer> Lisbon </answer>.\nQuestion: {question}"
+    ),
+    corrective_message=(
+        "\nMy previous action was not valid. To search I must write the query between <search> and "
+        "</search>; to answer I must write the answer between <answer> and </answer>. Let me try again.\n"
+    ),
+    passage_style="search_r1",
+)
+
+R1_SEARCHER = TagProtocol(
+    name="r1_searcher",
+    query_open="<|begin_of_query|>",
+    query_close="<|end_of_query|>",
+    info_open="<|begin_of_documents|>",
+    info_close="<|end_of_documents|>",
+    instruction=(
+        "Answer the question below. Reason step by step. When you need outside knowledge, write a search "
+        "query as <|begin_of_query|> keywords <|end_of_query|>; the retrieved documents will follow between "
+        "<|begin_of_documents|> and <|end_of_documents|>. Search as often as you need. Finish with the final "
+        "answer inside <answer> and </answer>, e.g. <answer> Lisbon </answer>.\nQuestion: {question}"
+    ),
+    corrective_message=(
+        "\nThat was not a valid step. I search with <|begin_of_query|> query <|end_of_query|> and answer with "
+        "<answer> answer </answer>. Let me try again.\n"
+    ),
+    passage_style="r1_searcher",
+)
+
+PROTOCOLS: dict[str, TagProtocol] = {p.name: p for p in (SEARCH_R1, R1_SEARCHER)}

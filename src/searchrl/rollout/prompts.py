@@ -1,0 +1,20 @@
+"""Turning a question into prompt token ids with a tag protocol's instruction (chat or base model)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from searchrl.data.protocols import TagProtocol
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, protocol: TagProtocol, question: str) -> list[int]:
+    """Token ids of the prompt; a chat template is used when the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = protocol.chat_messages(question)
+        enc: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = enc["input_ids"] if hasattr(enc, "keys") else enc  # a BatchEncoding in transformers >= 5
+        return [int(i) for i in ids]
+    return list(tokenizer(protocol.base_prompt(question), add_special_tokens=True)["input_ids"])
