@@ -15,6 +15,8 @@ config_app = typer.Typer(no_args_is_help=True, help="Inspect the resolved config
 model_app = typer.Typer(no_args_is_help=True, help="Prepare policy models.")
 app.add_typer(config_app, name="config")
 app.add_typer(model_app, name="model")
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect retrieval indexes.")
+app.add_typer(index_app, name="index")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 Overrides = Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. retrieval.topk=5")]
@@ -51,6 +53,57 @@ def model_prepare(config: ConfigOpt = None, overrides: Overrides = None) -> None
         _console().print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     typer.echo(str(path))
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[Path, typer.Option(help="Corpus file (any format searchrl reads).")],
+    out: Annotated[Path, typer.Option(help="Index folder to write.")],
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    fmt: Annotated[str, typer.Option("--format", help="Corpus format, or auto.")] = "auto",
+) -> None:
+    """Build a BM25 or dense index (retrieval.kind) over a corpus, with a manifest."""
+    from searchrl.retrieval.corpus import CorpusError, load_corpus
+    from searchrl.retrieval.index import build_index
+
+    cfg = resolve(config, overrides)
+    kind = cfg.retrieval.kind
+    if kind != "bm25" and kind != "dense":
+        _console().print(f"[red]index build needs retrieval.kind bm25 or dense, not {kind}[/red]")
+        raise typer.Exit(2)
+    try:
+        passages = load_corpus(corpus, fmt)
+    except CorpusError as exc:
+        _console().print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    r = cfg.retrieval
+    with _console().status(f"indexing {len(passages)} passages ({kind})"):
+        path = build_index(
+            passages, out, kind, encoder=r.encoder, faiss=r.faiss, hnsw_m=r.hnsw_m, source=str(corpus), progress=False
+        )
+    typer.echo(f"wrote {path} ({len(passages)} passages, {r.kind})")
+
+
+@app.command("serve")
+def serve(config: ConfigOpt = None, overrides: Overrides = None) -> None:
+    """Serve retrieval over HTTP (Search-R1 protocol) from retrieval.index_dir or retrieval.corpus."""
+    import os
+
+    from searchrl.retrieval.index import retriever_from_config
+    from searchrl.retrieval.server import run_server
+
+    cfg = resolve(config, overrides)
+    try:
+        retriever = retriever_from_config(cfg.retrieval)
+    except (ValueError, RuntimeError) as exc:
+        _console().print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    token = os.environ.get(cfg.serve.token_env) or None
+    _console().print(
+        f"serving on http://{cfg.serve.host}:{cfg.serve.port}/retrieve" + (" (bearer token required)" if token else "")
+    )
+    run_server(retriever, cfg.serve, token)
 
 
 def main() -> None:

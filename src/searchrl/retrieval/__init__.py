@@ -1,0 +1,1 @@
+"""Retrieval: the Retriever protocol, BM25 and dense indexes, the HTTP server and client, web search."""

@@ -1,0 +1,19 @@
+"""The retriever protocol every backend implements (in process, over HTTP, or on the web)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from searchrl.types import Passage
+
+
+class RetrievalError(RuntimeError):
+    """A retriever could not answer (dead server after retries, bad index, provider error)."""
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        """Top-``k`` passages for each query, best first, each with ``score`` set (batched)."""
+        ...
