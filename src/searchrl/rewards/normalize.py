@@ -1,0 +1,83 @@
+"""Answer normalization and the QA metrics built on it: exact match, cover exact match, token F1.
+
+One definition, used by the training rewards and by evaluation alike. Normalization is SQuAD's (the
+one Search-R1 scores with): lowercase, delete ASCII punctuation, drop the articles a / an / the,
+collapse whitespace. Every metric takes one prediction and one or more gold aliases and returns the
+best score over the aliases (0.0 when there is none).
+
+Deliberate deviations from the reference code:
+
+* Cover EM is word-span containment: the normalized gold's token sequence must occur contiguously
+  in the normalized prediction's tokens. Search-R1's ``subem`` tests a character substring (so gold
+  "art" covers "party"); R1-Searcher's ``cover_exact_match`` accepts gold words in any order and
+  position. Word-span containment keeps the intent of both without those false positives.
+* F1 follows the HotpotQA evaluator (which R1-Searcher uses): when either side normalizes to "yes",
+  "no" or "noanswer" and the two differ, F1 is 0, so hedging ("yes no") earns nothing. When both
+  sides normalize to nothing, F1 is 1 (they are equal; this keeps EM => F1 = 1).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+__all__ = ["cover_exact_match", "exact_match", "f1_score", "normalize_answer"]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+_CLOSED_CLASS = frozenset({"yes", "no", "noanswer"})
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalization: lowercase, delete punctuation, drop articles, collapse whitespace."""
+    text = text.lower().translate(_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _golds(golds: str | Sequence[str]) -> tuple[str, ...]:
+    return (golds,) if isinstance(golds, str) else tuple(golds)
+
+
+def exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """1.0 if the normalized prediction equals some normalized gold, else 0.0."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in _golds(golds)))
+
+
+def _contains_span(tokens: list[str], span: list[str]) -> bool:
+    n = len(span)
+    return any(tokens[i : i + n] == span for i in range(len(tokens) - n + 1))
+
+
+def cover_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """1.0 if some normalized gold occurs as a contiguous word span of the normalized prediction.
+
+    A gold that normalizes to nothing covers only a prediction that normalizes to nothing (EM).
+    """
+    pred = normalize_answer(prediction).split()
+    for gold in _golds(golds):
+        span = normalize_answer(gold).split()
+        if (span and _contains_span(pred, span)) or (not span and not pred):
+            return 1.0
+    return 0.0
+
+
+def _f1(pred: str, gold: str) -> float:
+    if pred != gold and (pred in _CLOSED_CLASS or gold in _CLOSED_CLASS):
+        return 0.0
+    p, g = pred.split(), gold.split()
+    if not p or not g:
+        return float(p == g)
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str, golds: str | Sequence[str]) -> float:
+    """Best token-level F1 (bag of normalized words) of the prediction against the gold aliases."""
+    pred = normalize_answer(prediction)
+    return max((_f1(pred, normalize_answer(g)) for g in _golds(golds)), default=0.0)

@@ -1,0 +1,88 @@
+"""Answer normalization and metrics: hand-checked cases and hypothesis properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from searchrl.rewards.normalize import cover_exact_match, exact_match, f1_score, normalize_answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("The Eiffel Tower!", "eiffel tower"),
+        ("  An   apple,  a day ", "apple day"),
+        ("U.S.A.", "usa"),
+        ("Theatre of the Absurd", "theatre of absurd"),
+        ("rock-n-roll", "rocknroll"),
+        ("", ""),
+        ("THE", ""),
+    ],
+)
+def test_normalize_answer(raw: str, norm: str) -> None:
+    assert normalize_answer(raw) == norm
+
+
+def test_exact_match_over_aliases() -> None:
+    assert exact_match("the Lisbon.", ["Porto", "lisbon"]) == 1.0
+    assert exact_match("Lisbon, Portugal", ["Lisbon"]) == 0.0
+    assert exact_match("Lisbon", "Lisbon") == 1.0
+    assert exact_match("Lisbon", []) == 0.0
+
+
+def test_cover_exact_match_is_word_span_containment() -> None:
+    assert cover_exact_match("It is in Lisbon, Portugal.", ["lisbon portugal"]) == 1.0
+    assert cover_exact_match("Portugal's Lisbon", ["lisbon portugal"]) == 0.0  # order matters
+    assert cover_exact_match("a party", ["art"]) == 0.0  # no sub-word matches
+    assert cover_exact_match("", ["the"]) == 1.0  # both normalize to nothing
+    assert cover_exact_match("anything", ["the"]) == 0.0
+
+
+def test_f1_hand_computed() -> None:
+    # prediction "barack obama president" vs gold "barack obama": p = 2/3, r = 1
+    assert f1_score("Barack Obama, president", ["Barack Obama"]) == pytest.approx(0.8)
+    assert f1_score("obama", ["Barack Obama", "Obama"]) == 1.0
+    assert f1_score("paris", ["london"]) == 0.0
+    assert f1_score("yes no", ["yes"]) == 0.0  # closed-class answers must match exactly
+    assert f1_score("no", ["no"]) == 1.0
+    assert f1_score("x", []) == 0.0
+
+
+# answers built from a few words (articles and closed-class words included) and punctuation
+pieces = st.sampled_from(["a", "b", "x", "the", "An", "Yes", "no", "noanswer", ",", ".", "!", "'", "-", " ", " ", " "])
+answers = st.lists(pieces, max_size=10).map("".join)
+any_text = st.text(max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_text)
+def test_normalize_is_idempotent(s: str) -> None:
+    once = normalize_answer(s)
+    assert normalize_answer(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers, st.lists(answers, min_size=1, max_size=3))
+def test_metric_implications_and_ranges(pred: str, golds: list[str]) -> None:
+    em, cem, f1 = exact_match(pred, golds), cover_exact_match(pred, golds), f1_score(pred, golds)
+    assert em in (0.0, 1.0) and cem in (0.0, 1.0)
+    assert 0.0 <= f1 <= 1.0
+    if em == 1.0:
+        assert f1 == 1.0 and cem == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers, answers)
+def test_symmetry(a: str, b: str) -> None:
+    assert exact_match(a, [b]) == exact_match(b, [a])
+    assert f1_score(a, [b]) == pytest.approx(f1_score(b, [a]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_text)
+def test_a_text_matches_itself(s: str) -> None:
+    assert exact_match(s, [s]) == 1.0
+    assert cover_exact_match(s, [s]) == 1.0
+    assert f1_score(s, [s]) == 1.0
