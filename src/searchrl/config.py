@@ -76,6 +76,58 @@ class DataConfig(Section):
     seed: int = Field(0, description="Seed for mixing and splitting.")
 
 
+class RolloutConfig(Section):
+    protocol: Literal["search_r1", "r1_searcher"] = Field("search_r1", description="Tag protocol and prompt.")
+    max_turns: int = Field(4, ge=1, description="Policy turns per sample, the forced-answer turn included.")
+    max_searches: int = Field(3, ge=0, description="Searches per sample.")
+    max_new_tokens: int = Field(96, ge=1, description="Tokens sampled per policy turn.")
+    max_context: int = Field(1536, ge=64, description="Prompt plus everything appended, in tokens.")
+    answer_reserve: int = Field(48, ge=0, description="Tokens kept free after an <information> block.")
+    on_budget: Literal["force_answer", "stop"] = Field(
+        "force_answer", description="At the turn/search budget: inject the answer tag, or stop."
+    )
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature during training rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
+    group_size: int = Field(4, ge=1, description="Samples per prompt (GRPO/RLOO groups).")
+
+
+class TrainConfig(Section):
+    algorithm: Literal["ppo", "grpo", "reinforce_pp", "reinforce_pp_baseline", "rloo"] = Field(
+        "grpo", description="Advantage estimator and loss family."
+    )
+    reward: Literal["em", "cover_em", "f1", "em_format", "r1_searcher_stage1", "r1_searcher_stage2"] = Field(
+        "em", description="Outcome reward (searchrl.rewards.outcome.REWARD_FUNCTIONS)."
+    )
+    steps: int = Field(10, ge=0, description="RL steps (one rollout batch each).")
+    prompts_per_step: int = Field(4, ge=1, description="Distinct questions per step.")
+    lr: float = Field(1e-4, gt=0, description="Policy learning rate.")
+    critic_lr: float = Field(1e-4, gt=0, description="Critic learning rate (PPO).")
+    lora_r: int = Field(16, ge=0, description="LoRA rank; 0 trains every parameter.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    mini_batch: int = Field(8, ge=1, description="Samples per optimizer step.")
+    micro_batch: int = Field(4, ge=1, description="Samples per forward/backward (gradient accumulation).")
+    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
+    kl_coef: float = Field(0.001, ge=0, description="KL penalty coefficient (0 = no reference model).")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator.")
+    kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
+    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount (GAE / REINFORCE++ returns).")
+    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda.")
+    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
+        "token-mean", description="How token losses are aggregated."
+    )
+    mask_retrieved_tokens: bool = Field(
+        True, description="Mask injected passages out of every loss term (false = the papers' ablation)."
+    )
+    checkpoint_every: int = Field(5, ge=1, description="Steps between checkpoints.")
+    sft_examples: int = Field(0, ge=0, description="Gold trajectories for an SFT warm start (0 = none).")
+    sft_epochs: int = Field(1, ge=1, description="Epochs of the SFT warm start.")
+    sft_lr: float = Field(3e-4, gt=0, description="SFT learning rate.")
+
+
 class Config(Section):
     seed: int = Field(0, description="Global seed, passed explicitly to every component that samples.")
     output_dir: str = Field("runs/default", description="Where a run writes its config, metrics and checkpoints.")
@@ -83,6 +135,8 @@ class Config(Section):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:

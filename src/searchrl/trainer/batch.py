@@ -1,0 +1,86 @@
+"""Collating trajectories into padded tensors: the boundary where ids and ``loss_mask`` meet torch.
+
+Targets are shifted by one: position t of every ``[B, T-1]`` tensor refers to token t+1 of the
+sequence (the token predicted from positions 0..t). ``loss_mask`` comes from the trajectories as the
+rollout loop built it; with ``mask_retrieved=False`` (the ablation of the papers) every response token
+counts, injected passages included, but the prompt and padding never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from searchrl.types import Trajectory
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    input_ids: torch.Tensor  # [B, T] long, right-padded with the pad id
+    attention_mask: torch.Tensor  # [B, T] long, 1 = real token
+    loss_mask: torch.Tensor  # [B, T-1] float, 1 = target token sampled by the policy (see module doc)
+    sample_logprobs: torch.Tensor  # [B, T-1] float, log-prob recorded when sampling (0 off-mask)
+    rewards: torch.Tensor  # [B] float, one outcome reward per trajectory
+    group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
+
+    def __post_init__(self) -> None:
+        b, t = self.input_ids.shape
+        assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
+        for name in ("loss_mask", "sample_logprobs"):
+            assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
+        assert self.rewards.shape == (b,) and self.group.shape == (b,)
+
+    def select(self, index: torch.Tensor) -> RolloutBatch:
+        """Rows ``index`` of every field (mini-batches)."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def collate(
+    trajectories: Sequence[Trajectory],
+    rewards: Sequence[float],
+    groups: Sequence[int],
+    pad_id: int,
+    *,
+    mask_retrieved: bool = True,
+    max_len: int | None = None,
+) -> RolloutBatch:
+    """Pad trajectories on the right into a :class:`RolloutBatch`.
+
+    ``max_len`` truncates each sequence (ids, mask and log-probs together) before padding.
+    """
+    if not (len(trajectories) == len(rewards) == len(groups)) or not trajectories:
+        raise ValueError("collate needs one reward and one group per trajectory, and at least one trajectory")
+    rows = []
+    for traj in trajectories:
+        traj.check()
+        n = len(traj.ids) if max_len is None else min(len(traj.ids), max_len)
+        mask = traj.loss_mask[:n]
+        if not mask_retrieved:
+            mask = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
+        rows.append((traj.ids[:n], mask, traj.logprobs[:n]))
+    width = max(len(r[0]) for r in rows)
+    b = len(rows)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, width), dtype=torch.long)
+    mask_t = torch.zeros((b, width), dtype=torch.float32)
+    lp = torch.zeros((b, width), dtype=torch.float32)
+    for i, (r_ids, r_mask, r_lp) in enumerate(rows):
+        n = len(r_ids)
+        ids[i, :n] = torch.tensor(r_ids, dtype=torch.long)
+        attn[i, :n] = 1
+        mask_t[i, :n] = torch.tensor(r_mask, dtype=torch.float32)
+        lp[i, :n] = torch.tensor(r_lp, dtype=torch.float32)
+    return RolloutBatch(
+        input_ids=ids,
+        attention_mask=attn,
+        loss_mask=mask_t[:, 1:],
+        sample_logprobs=lp[:, 1:] * mask_t[:, 1:],
+        rewards=torch.tensor(list(rewards), dtype=torch.float32),
+        group=torch.tensor(list(groups), dtype=torch.long),
+    )

@@ -1,0 +1,119 @@
+"""Atomic checkpoints: trainable weights (safetensors), optimizer, scheduler, RNG, data position.
+
+A checkpoint is a folder ``ckpt-<step>`` written under a temporary name and renamed into place, then
+``latest`` (a small text file, also replaced atomically) points at it. A run killed at any moment
+leaves either the previous checkpoint or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from searchrl.utils import atomic_dir, atomic_write_text
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights that a resumed run needs to continue identically."""
+
+    step: int = 0
+    data_position: int = 0  # prompts consumed so far
+    extra: dict[str, Any] | None = None
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that require grad (the LoRA adapter, or everything for a full fine-tune)."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    state: TrainState,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    scheduler: Any | None = None,
+    generator: torch.Generator | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write ``run_dir/ckpt-<step>`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    final = run_dir / f"ckpt-{state.step:06d}"
+    with atomic_dir(final) as tmp:
+        for name, module in modules.items():
+            save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
+        torch.save(
+            {
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "rng": rng_state(),
+                "generator": generator.get_state() if generator is not None else None,
+            },
+            tmp / "trainer.pt",
+        )
+        (tmp / "state.json").write_text(
+            json.dumps({"step": state.step, "data_position": state.data_position, "extra": state.extra or {}})
+        )
+    atomic_write_text(run_dir / "latest", final.name)
+    for old in sorted(run_dir.glob("ckpt-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    pointer = Path(run_dir) / "latest"
+    if not pointer.is_file():
+        return None
+    path = Path(run_dir) / pointer.read_text().strip()
+    return path if (path / "state.json").is_file() else None
+
+
+def load_checkpoint(
+    path: str | Path,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    scheduler: Any | None = None,
+    generator: torch.Generator | None = None,
+) -> TrainState:
+    """Restore weights, optimizer, scheduler and RNG from ``path``; returns the saved TrainState."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    for name, module in modules.items():
+        weights = load_file(str(path / f"{name}.safetensors"))
+        missing = set(weights) - {n for n, _ in module.named_parameters()}
+        if missing:
+            raise ValueError(f"checkpoint {path} has weights this model lacks: {sorted(missing)[:3]}")
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for n, w in weights.items():
+                params[n].copy_(w)
+    blob = torch.load(path / "trainer.pt", weights_only=False)
+    for name, opt in optimizers.items():
+        opt.load_state_dict(blob["optimizers"][name])
+    if scheduler is not None and blob["scheduler"] is not None:
+        scheduler.load_state_dict(blob["scheduler"])
+    set_rng_state(blob["rng"])
+    if generator is not None and blob["generator"] is not None:
+        generator.set_state(blob["generator"])
+    meta = json.loads((path / "state.json").read_text())
+    return TrainState(step=meta["step"], data_position=meta["data_position"], extra=meta.get("extra") or None)

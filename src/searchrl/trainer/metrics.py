@@ -1,0 +1,65 @@
+"""The one metrics sink: namespaced scalars to JSONL (always) and TensorBoard (when installed).
+
+Keys are namespaced (``rollout/…``, ``retrieval/…``, ``reward/…``, ``actor/…``, ``critic/…``,
+``perf/…``, ``eval/<dataset>/…``); a key without a namespace is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train")
+
+
+class MetricsSink:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "metrics.jsonl"
+        self._fh = self.path.open("a", encoding="utf-8")
+        self._tb: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.dir / "tb"))
+            except ImportError:  # tensorboard is optional
+                self._tb = None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for key in metrics:
+            if key.split("/", 1)[0] not in NAMESPACES or "/" not in key:
+                raise ValueError(f"metric key '{key}' needs a namespace, one of {NAMESPACES}")
+        clean = {k: float(v) for k, v in metrics.items()}
+        record = {"step": step, **{k: (v if math.isfinite(v) else None) for k, v in clean.items()}}
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        if self._tb is not None:
+            for k, v in clean.items():
+                if math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+
+    def text(self, step: int, name: str, text: str) -> None:
+        """Log a sample trajectory (or any text) beside the scalars."""
+        with (self.dir / "samples.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, "name": name, "text": text}) + "\n")
+        if self._tb is not None:
+            self._tb.add_text(name, text, step)
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read a metrics.jsonl back, keeping the last record per step (a resumed run rewrites steps)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            by_step.setdefault(rec["step"], {}).update(rec)
+    return [by_step[s] for s in sorted(by_step)]

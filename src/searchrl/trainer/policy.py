@@ -1,0 +1,60 @@
+"""Log-probs of chosen tokens (and entropy) from a causal LM, computed only where the mask needs them.
+
+The 49k-token vocabulary head dominates a small model's cost and memory. Instead of running the full
+head over every position and taking a full-vocabulary fp32 ``log_softmax``, we run the transformer body
+once, gather the hidden states of the positions whose target is in ``positions`` (usually the
+``loss_mask``), and apply the head in chunks of ``chunk`` rows: log p = logit[target] - logsumexp(logits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
+    """The transformer body and the output head of a causal LM (peft-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    body = getattr(base, base.base_model_prefix, None)
+    if body is None or head is None:
+        raise TypeError(f"cannot split {type(base).__name__} into body and head")
+    return body, head
+
+
+def token_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+    *,
+    chunk: int = 512,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the target tokens, differentiable.
+
+    input_ids, attention_mask: [B, T]. positions: [B, T-1], nonzero where target t+1 is needed.
+    Returns (logprobs [B, T-1] float32, zero where not computed; entropy [B, T-1] or None).
+    """
+    body, head = _body_and_head(model)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
+    where = positions.bool()
+    h = hidden[where]  # [N, H]
+    targets = input_ids[:, 1:][where]  # [N]
+    lp_parts, ent_parts = [], []
+    for s in range(0, h.shape[0], chunk):
+        logits = head(h[s : s + chunk]).float()  # [n, V], one chunk at a time
+        lse = torch.logsumexp(logits, dim=-1)
+        lp_parts.append(logits.gather(-1, targets[s : s + chunk, None])[:, 0] - lse)
+        if with_entropy:
+            p = torch.softmax(logits, dim=-1)
+            ent_parts.append(lse - (p * logits).sum(-1))
+    out = hidden.new_zeros(where.shape, dtype=torch.float32)
+    flat = torch.cat(lp_parts) if lp_parts else hidden.new_zeros(0, dtype=torch.float32)
+    out = out.masked_scatter(where, flat)
+    ent = None
+    if with_entropy:
+        e = torch.cat(ent_parts) if ent_parts else hidden.new_zeros(0, dtype=torch.float32)
+        ent = hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, e)
+    return out, ent
