@@ -294,7 +294,7 @@ class Trainer:
         )
         loss = pl.loss
         out: dict[str, Any] = {
-            "actor/pg_loss": float(pl.loss),
+            "actor/pg_loss": float(pl.loss.detach()),
             "actor/clip_frac": float(pl.clip_frac),
             "actor/approx_kl": float(pl.approx_kl),
         }
