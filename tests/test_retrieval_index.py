@@ -51,7 +51,7 @@ def test_mismatches_refused(wiki, tmp_path: Path) -> None:  # type: ignore[no-un
     folder = build_index(wiki[:50], tmp_path / "idx", "bm25")
     with pytest.raises(IndexMismatch, match="built with kind='bm25', but 'dense'"):
         load_index(folder, {"kind": "dense"})
-    with pytest.raises(IndexMismatch, match="no manifest.json"):
+    with pytest.raises(IndexMismatch, match=r"no manifest\.json"):
         load_index(tmp_path)
     write_corpus_jsonl(wiki[:49], folder / "passages.jsonl")  # corpus changed under the index
     with pytest.raises(IndexMismatch, match="fingerprint"):

@@ -167,3 +167,25 @@ R1_SEARCHER = TagProtocol(
 )
 
 PROTOCOLS: dict[str, TagProtocol] = {p.name: p for p in (SEARCH_R1, R1_SEARCHER)}
+
+
+BASELINE_INSTRUCTIONS: dict[str, str] = {
+    "direct": (
+        "Answer the question. Write only the answer inside <answer> and </answer>, for example "
+        "<answer> Lisbon </answer>.\nQuestion: {question}"
+    ),
+    "cot": (
+        "Answer the question. First think step by step inside <think> and </think>, then write only the "
+        "answer inside <answer> and </answer>, for example <answer> Lisbon </answer>.\nQuestion: {question}"
+    ),
+    "rag": (
+        "Answer the question using the documents. Write only the answer inside <answer> and </answer>, for "
+        "example <answer> Lisbon </answer>.\nDocuments:\n{documents}\nQuestion: {question}"
+    ),
+}
+
+
+def baseline_messages(method: str, question: str, documents: str = "") -> list[dict[str, str]]:
+    """Chat messages of a no-search baseline (``direct``, ``cot``, ``rag``); answers use ``<answer>`` tags."""
+    template = BASELINE_INSTRUCTIONS[method]
+    return [{"role": "user", "content": template.format(question=question.strip(), documents=documents)}]

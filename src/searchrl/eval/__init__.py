@@ -1,0 +1,1 @@
+"""Evaluation methods, metric tables and the HTML report."""

@@ -1,0 +1,163 @@
+"""Evaluation: one method over QA examples, greedy and batched; per-example rows and a metric table.
+
+Methods: ``direct`` (answer at once), ``cot`` (think, then answer), ``rag`` (retrieve top-k for the
+question once, put the passages in the prompt, answer), ``agent`` (the multi-turn search policy).
+Every method answers inside ``<answer>`` tags and is scored by the same functions the rewards use, so
+training and evaluation never disagree. Baselines cannot search: a search attempt is refused and the
+answer tag is forced, exactly as the agent's budget rule does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from searchrl.data.protocols import TagProtocol, baseline_messages
+from searchrl.retrieval.base import Retriever
+from searchrl.rewards.normalize import cover_exact_match, exact_match, f1_score
+from searchrl.rollout.backend import GeneratorBackend, SamplingParams
+from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
+from searchrl.rollout.prompts import prompt_ids
+from searchrl.types import QAExample, Trajectory
+from searchrl.utils import atomic_write_text
+
+Method = Literal["direct", "cot", "rag", "agent"]
+METHODS: tuple[Method, ...] = ("direct", "cot", "rag", "agent")
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    id: str
+    dataset: str
+    group: str  # e.g. the question type of the synthetic world ("1hop", "2hop", "compare"), else the dataset
+    question: str
+    golds: list[str]
+    answer: str | None
+    em: float
+    f1: float
+    cover_em: float
+    searches: int
+    finish: str
+    response: str
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    enc: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = enc["input_ids"] if hasattr(enc, "keys") else enc
+    return [int(i) for i in ids]
+
+
+def build_prompts(
+    method: Method, examples: Sequence[QAExample], tokenizer: Any, protocol: TagProtocol, retriever: Retriever, k: int
+) -> list[list[int]]:
+    if method == "agent":
+        return [prompt_ids(tokenizer, protocol, ex.question) for ex in examples]
+    docs = [""] * len(examples)
+    if method == "rag":
+        hits = retriever.search([ex.question for ex in examples], k)
+        docs = [protocol.format_passages(h) for h in hits]
+    return [
+        _chat_ids(tokenizer, baseline_messages(method, ex.question, d)) for ex, d in zip(examples, docs, strict=True)
+    ]
+
+
+def score(ex: QAExample, traj: Trajectory) -> EvalRow:
+    ans = traj.answer
+    return EvalRow(
+        id=ex.id,
+        dataset=ex.dataset,
+        group=str(ex.metadata.get("type", ex.dataset)),
+        question=ex.question,
+        golds=list(ex.answers),
+        answer=ans,
+        em=exact_match(ans, ex.answers) if ans is not None else 0.0,
+        f1=f1_score(ans, ex.answers) if ans is not None else 0.0,
+        cover_em=cover_exact_match(ans, ex.answers) if ans is not None else 0.0,
+        searches=traj.n_searches,
+        finish=traj.finish_reason,
+        response=traj.response_text,
+    )
+
+
+def evaluate(
+    method: Method,
+    examples: Sequence[QAExample],
+    backend: GeneratorBackend,
+    tokenizer: Any,
+    retriever: Retriever,
+    protocol: TagProtocol,
+    limits: RolloutLimits,
+    *,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> list[EvalRow]:
+    """Greedy evaluation of ``method``; ``progress(n)`` is called after each batch of n examples."""
+    if method != "agent":
+        limits = RolloutLimits(
+            max_turns=2,
+            max_searches=0,
+            max_new_tokens=limits.max_new_tokens,
+            max_context=limits.max_context,
+            topk=limits.topk,
+            answer_reserve=limits.answer_reserve,
+            on_budget="force_answer",
+        )
+    engine = RolloutEngine(backend, retriever, tokenizer, protocol, limits)
+    rows: list[EvalRow] = []
+    for s in range(0, len(examples), batch_size):
+        chunk = list(examples[s : s + batch_size])
+        prompts = build_prompts(method, chunk, tokenizer, protocol, retriever, limits.topk)
+        reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
+        trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
+        rows.extend(score(ex, t) for ex, t in zip(chunk, trajs, strict=True))
+        if progress is not None:
+            progress(len(chunk))
+    return rows
+
+
+def summarize(
+    rows: Sequence[EvalRow], key: Callable[[EvalRow], str] = lambda r: r.dataset
+) -> dict[str, dict[str, float]]:
+    """Mean EM, F1, cover-EM, searches and answer rate per key (plus ``all``)."""
+    groups: dict[str, list[EvalRow]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    if len(groups) > 1:
+        groups["all"] = list(rows)
+    return {
+        name: {
+            "n": float(len(rs)),
+            "em": float(np.mean([r.em for r in rs])),
+            "f1": float(np.mean([r.f1 for r in rs])),
+            "cover_em": float(np.mean([r.cover_em for r in rs])),
+            "searches": float(np.mean([r.searches for r in rs])),
+            "answered": float(np.mean([r.answer is not None for r in rs])),
+        }
+        for name, rs in groups.items()
+    }
+
+
+def markdown_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
+    """``tables[method][group] -> metrics`` as one markdown table."""
+    lines = ["| method | group | n | EM | F1 | cover-EM | searches | answered |", "|---|---|---|---|---|---|---|---|"]
+    for method, table in tables.items():
+        for group, m in table.items():
+            lines.append(
+                f"| {method} | {group} | {int(m['n'])} | {m['em']:.3f} | {m['f1']:.3f} | {m['cover_em']:.3f} "
+                f"| {m['searches']:.2f} | {m['answered']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: str | Path, method: str, rows: Sequence[EvalRow]) -> dict[str, dict[str, float]]:
+    """Write ``<method>.jsonl`` (one row per example) and ``<method>.json`` (the table); returns the table."""
+    out = Path(out_dir)
+    atomic_write_text(out / f"{method}.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    table = summarize(rows, key=lambda r: r.group)
+    atomic_write_text(out / f"{method}.json", json.dumps(table, indent=2))
+    return table

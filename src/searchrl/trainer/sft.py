@@ -1,0 +1,95 @@
+"""SFT warm start on gold search trajectories, with the same token-level ``loss_mask`` as RL.
+
+A gold trajectory is a question, the queries a good agent would issue, and the answer. It is turned
+into the exact token sequence the rollout engine would produce: the policy's turns (``<search>q</search>``,
+``<answer>a</answer>`` and the end-of-turn token; mask 1) and, after each search, the ``<information>``
+block that the live retriever returns for that query (mask 0). So imitation and RL train on the same
+kind of sequence, and the retrieved text is never a target.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from searchrl.algorithms.masked import masked_mean
+from searchrl.data.protocols import TagProtocol
+from searchrl.retrieval.base import Retriever
+from searchrl.rollout.prompts import prompt_ids
+from searchrl.trainer.batch import collate
+from searchrl.trainer.policy import token_logprobs
+from searchrl.types import Trajectory, Turn
+
+
+@dataclass(frozen=True)
+class GoldTrajectory:
+    example_id: str
+    question: str
+    queries: tuple[str, ...]
+    answer: str
+
+
+def gold_to_trajectory(
+    gold: GoldTrajectory, tokenizer: Any, protocol: TagProtocol, retriever: Retriever, k: int
+) -> Trajectory:
+    """Token ids and loss_mask of the rollout a perfect policy would produce for ``gold``."""
+
+    def enc(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    ids = prompt_ids(tokenizer, protocol, gold.question)
+    prompt_len = len(ids)
+    mask = [0] * prompt_len
+    turns: list[Turn] = []
+    results = retriever.search(list(gold.queries), k) if gold.queries else []
+    for query, passages in zip(gold.queries, results, strict=True):
+        said = enc(protocol.format_search(query))
+        shown = enc(protocol.wrap_information(protocol.format_passages(passages)))
+        ids += said + shown
+        mask += [1] * len(said) + [0] * len(shown)
+        turns.append(Turn("search", len(said), len(shown), query, tuple(p.id for p in passages)))
+    final = [*enc(protocol.format_answer(gold.answer)), int(tokenizer.eos_token_id)]
+    ids += final
+    mask += [1] * len(final)
+    turns.append(Turn("answer", len(final)))
+    return Trajectory(gold.example_id, 0, ids, mask, [0.0] * len(ids), prompt_len, turns, gold.answer, "answer")
+
+
+def sft(
+    policy: Any,
+    trajectories: Sequence[Trajectory],
+    pad_id: int,
+    *,
+    epochs: int = 1,
+    batch_size: int = 8,
+    lr: float = 3e-4,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Masked next-token cross-entropy on policy tokens only; returns the loss of every step."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    order = list(range(len(trajectories)))
+    losses: list[float] = []
+    policy.train()
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for s in range(0, len(order), batch_size):
+            chunk = [trajectories[i] for i in order[s : s + batch_size]]
+            batch = collate(chunk, [0.0] * len(chunk), list(range(len(chunk))), pad_id)
+            lp, _ = token_logprobs(policy, batch.input_ids, batch.attention_mask, batch.loss_mask)
+            loss = -masked_mean(lp, batch.loss_mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
+    policy.eval()
+    return losses
