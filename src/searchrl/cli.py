@@ -106,6 +106,36 @@ def serve(config: ConfigOpt = None, overrides: Overrides = None) -> None:
     run_server(retriever, cfg.serve, token)
 
 
+@app.command("demo")
+def demo(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    quick: Annotated[bool, typer.Option(help="Small settings: a few minutes instead of ~15.")] = False,
+) -> None:
+    """The main job on the embedded default: world, BM25, SmolLM2, baselines, SFT, RL, held-out eval."""
+    from searchrl.demo import run_demo
+    from searchrl.eval.run import markdown_table
+
+    demo_defaults = [
+        "output_dir=runs/demo",
+        "train.algorithm=grpo",
+        "train.prompts_per_step=2",
+        "train.mini_batch=8",
+        "train.micro_batch=4",
+        "train.kl_coef=0.0",
+        "train.lr=5e-5",
+        "rollout.group_size=4",
+        "rollout.max_new_tokens=48",
+        "rollout.max_turns=4",
+        "rollout.temperature=1.0",
+    ]
+    cfg = resolve(config, [*demo_defaults, *(overrides or [])])
+    console = _console()
+    summary = run_demo(cfg, quick=quick, log=lambda msg: console.print(f"[cyan]demo[/cyan] {msg}"))
+    typer.echo(markdown_table(summary["tables"]))
+    typer.echo(f"total {summary['timings_s']['total']:.0f} s; results in {cfg.output_dir}/results.md")
+
+
 def main() -> None:
     app()
 

@@ -66,8 +66,17 @@ def build_prompts(
     ]
 
 
-def score(ex: QAExample, traj: Trajectory) -> EvalRow:
+def policy_text(traj: Trajectory, tokenizer: Any) -> str:
+    """Only what the policy wrote (injected passages excluded), without special tokens."""
+    ids = [t for t, m in zip(traj.ids, traj.loss_mask, strict=True) if m]
+    return str(tokenizer.decode(ids, skip_special_tokens=True)).strip()
+
+
+def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
+    """EM needs the tagged answer; F1 and cover-EM fall back to the text the policy wrote when no
+    answer tag was written, so a baseline that answers in a sentence is not scored on format alone."""
     ans = traj.answer
+    loose = ans if ans is not None else policy_text(traj, tokenizer)
     return EvalRow(
         id=ex.id,
         dataset=ex.dataset,
@@ -76,8 +85,8 @@ def score(ex: QAExample, traj: Trajectory) -> EvalRow:
         golds=list(ex.answers),
         answer=ans,
         em=exact_match(ans, ex.answers) if ans is not None else 0.0,
-        f1=f1_score(ans, ex.answers) if ans is not None else 0.0,
-        cover_em=cover_exact_match(ans, ex.answers) if ans is not None else 0.0,
+        f1=f1_score(loose, ex.answers),
+        cover_em=cover_exact_match(loose, ex.answers),
         searches=traj.n_searches,
         finish=traj.finish_reason,
         response=traj.response_text,
@@ -114,7 +123,7 @@ def evaluate(
         prompts = build_prompts(method, chunk, tokenizer, protocol, retriever, limits.topk)
         reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
         trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
-        rows.extend(score(ex, t) for ex, t in zip(chunk, trajs, strict=True))
+        rows.extend(score(ex, t, tokenizer) for ex, t in zip(chunk, trajs, strict=True))
         if progress is not None:
             progress(len(chunk))
     return rows
