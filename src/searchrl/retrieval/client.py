@@ -1,13 +1,24 @@
-"""HTTP retriever: a client for any server speaking Search-R1's ``/retrieve`` protocol (ours included).
+"""The HTTP retriever: a client for any server speaking Search-R1's ``/retrieve`` protocol (ours included).
 
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff (``backoff_s``, doubled
-each time, capped at 5 s); other 4xx fail at once with the server's message; when retries run out a
-:class:`RetrievalError` says where, how many attempts, and the last error. The bearer token is sent but
-never logged or put in a message.
+``HTTPRetriever(url)`` posts ``{"queries", "topk", "return_scores": true}`` to ``url`` (the full
+endpoint, e.g. ``http://127.0.0.1:8000/retrieve``) over one persistent connection pool and turns each
+``{"document": {"id", "contents"}, "score"}`` (or a bare document) into a :class:`Passage`; a missing
+id becomes ``sha1:<digest of contents>`` so it is stable across calls.
+
+Failure policy (shared with the web retriever through :func:`with_retries`): connection errors,
+timeouts, broken connections, HTTP 429 and 5xx are retried with exponential backoff (``backoff_s``,
+doubled each retry, capped at 5 s; a ``Retry-After`` header of up to 30 s is honoured); retrieval is
+idempotent, so re-sending a POST is safe. Any other 4xx fails at once with the server's message. When
+the retries run out, :class:`RetrievalError` names the URL, the number of attempts and the last error.
+A batch the server refuses as too large (413) is split in half until it fits, and later calls use the
+smaller size. The bearer token is sent in a header only; it is never logged, shown by ``repr`` or put
+in an error message.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -18,42 +29,101 @@ from searchrl.retrieval.base import RetrievalError
 from searchrl.types import Passage
 
 T = TypeVar("T")
-RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_BACKOFF_S = 5.0
+MAX_RETRY_AFTER_S = 30.0
 
 
-class _Retryable(Exception):
-    pass
+class RetryableError(Exception):
+    """A failure worth retrying (HTTP 429 or 5xx); ``delay_s`` is the server's ``Retry-After``, if any."""
+
+    def __init__(self, message: str, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
 
 
-def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float, what: str) -> T:
-    """Run ``call``; retry on transport errors and ``_Retryable``; raise RetrievalError at the end."""
-    last: Exception | None = None
+class HTTPStatusError(RetrievalError):
+    """A non-retryable HTTP error answer (4xx other than 429), with the server's message."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    retries: int,
+    backoff_s: float,
+    what: str,
+    secret: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``call``; retry transport errors and :class:`RetryableError` up to ``retries`` times.
+
+    The delay before retry ``n`` (0-based) is ``min(backoff_s * 2**n, 5 s)``, or the server's
+    ``Retry-After`` when that is longer. Raises :class:`RetrievalError` saying ``what`` failed, after how
+    many attempts, and the last error (with ``secret`` masked should any server echo it).
+    """
+    last = ""
     for attempt in range(retries + 1):
         try:
             return call()
-        except (httpx.TransportError, _Retryable) as exc:
-            last = exc
-            if attempt < retries:
-                time.sleep(min(backoff_s * (2**attempt), 5.0))
-    raise RetrievalError(f"{what}: failed after {retries + 1} attempts; last error: {type(last).__name__}: {last}")
+        except httpx.UnsupportedProtocol as exc:  # a bad URL: retrying cannot help
+            raise RetrievalError(mask(f"{what}: {exc}", secret)) from None
+        except (httpx.TransportError, RetryableError) as exc:
+            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if attempt == retries:
+                break
+            delay = min(backoff_s * 2**attempt, MAX_BACKOFF_S)
+            if isinstance(exc, RetryableError) and exc.delay_s is not None:
+                delay = max(delay, exc.delay_s)
+            sleep(delay)
+        except httpx.HTTPError as exc:  # e.g. an undecodable body: not a transient failure
+            raise RetrievalError(mask(f"{what}: {type(exc).__name__}: {exc}", secret)) from None
+    message = f"{what} failed after {retries + 1} attempt(s); last error: {last}"
+    raise RetrievalError(mask(message, secret))
 
 
-def check_status(resp: httpx.Response, what: str) -> None:
-    if resp.status_code in RETRY_STATUS:
-        raise _Retryable(f"HTTP {resp.status_code}: {_message(resp)}")
-    if resp.status_code >= 400:
-        raise RetrievalError(f"{what}: HTTP {resp.status_code}: {_message(resp)}")
+def check_response(resp: httpx.Response, what: str, secret: str | None = None) -> None:
+    """Raise :class:`RetryableError` for 429/5xx and :class:`HTTPStatusError` for other 4xx."""
+    status = resp.status_code
+    if status < 400:
+        return
+    message = mask(f"HTTP {status}: {server_message(resp)}", secret)
+    if status == 429 or status >= 500:
+        raise RetryableError(message, _retry_after(resp))
+    raise HTTPStatusError(f"{what}: {message}", status)
 
 
-def _message(resp: httpx.Response) -> str:
+def server_message(resp: httpx.Response) -> str:
+    """The error text of a response: its JSON ``error``/``message``/``detail`` field, else the body."""
     try:
         body = resp.json()
     except ValueError:
-        return resp.text[:200]
-    return str(body.get("error") or body.get("detail") or body)[:200] if isinstance(body, dict) else str(body)[:200]
+        return resp.text.strip()[:300] or resp.reason_phrase
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            if body.get(key):
+                return str(body[key])[:300]
+    return str(body)[:300]
+
+
+def mask(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
+    return text.replace(secret, "***") if secret else text
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    try:
+        seconds = float(resp.headers.get("retry-after", ""))
+    except ValueError:
+        return None  # absent, or an HTTP date: fall back to the exponential delay
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
 
 
 class HTTPRetriever:
+    """A :class:`Retriever` backed by a remote ``/retrieve`` endpoint (thread-safe; close when done)."""
+
     def __init__(
         self,
         url: str,
@@ -62,48 +132,100 @@ class HTTPRetriever:
         timeout_s: float = 10.0,
         retries: int = 5,
         backoff_s: float = 0.2,
-        max_batch: int = 256,
+        max_batch: int = 512,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.url = url
         self.retries = retries
         self.backoff_s = backoff_s
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # lowered when the server answers 413 to a batch
+        self._token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(timeout=timeout_s, headers=headers)
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers)
 
     def __repr__(self) -> str:
-        return f"HTTPRetriever(url={self.url!r})"
+        return f"HTTPRetriever(url={self.url!r}, token={'set' if self._token else 'none'})"
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        """Top-``k`` passages per query, best first; batches of at most ``max_batch`` queries."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = list(queries)
         out: list[list[Passage]] = []
-        for s in range(0, len(queries), self.max_batch):
-            out.extend(self._batch(list(queries[s : s + self.max_batch]), k))
+        while len(out) < len(queries):
+            chunk = queries[len(out) : len(out) + self.max_batch]
+            out.extend(self._search_fitting(chunk, k))
         return out
 
-    def _batch(self, queries: list[str], k: int) -> list[list[Passage]]:
+    def _search_fitting(self, queries: list[str], k: int) -> list[list[Passage]]:
+        """One request; on 413 with several queries, halve the batch size and recurse on both halves."""
+        try:
+            return self._post(queries, k)
+        except HTTPStatusError as exc:
+            if exc.status != 413 or len(queries) == 1:
+                raise
+        half = (len(queries) + 1) // 2
+        self.max_batch = min(self.max_batch, half)
+        return self._search_fitting(queries[:half], k) + self._search_fitting(queries[half:], k)
+
+    def _post(self, queries: list[str], k: int) -> list[list[Passage]]:
         payload = {"queries": queries, "topk": k, "return_scores": True}
+        what = f"retrieval at {self.url}"
 
         def call() -> Any:
             resp = self._client.post(self.url, json=payload)
-            check_status(resp, self.url)
-            return resp.json()
+            check_response(resp, what, self._token)
+            try:
+                return resp.json()
+            except ValueError:
+                raise RetrievalError(f"{what}: the response is not JSON: {resp.text[:200]!r}") from None
 
-        body = with_retries(call, retries=self.retries, backoff_s=self.backoff_s, what=f"retrieve from {self.url}")
-        result = body.get("result") if isinstance(body, dict) else None
-        if not isinstance(result, list) or len(result) != len(queries):
-            raise RetrievalError(f"{self.url}: response has no 'result' list with one entry per query")
-        return [[_passage(item, i) for i, item in enumerate(row)] for row in result]
+        body = with_retries(call, retries=self.retries, backoff_s=self.backoff_s, what=what, secret=self._token)
+        return parse_result(body, len(queries), what)
 
     def close(self) -> None:
         self._client.close()
 
+    def __enter__(self) -> HTTPRetriever:
+        return self
 
-def _passage(item: Any, rank: int) -> Passage:
-    """One result item: ``{"document": {...}, "score": s}`` or a bare document."""
-    doc = item.get("document", item) if isinstance(item, dict) else {}
-    score = item.get("score") if isinstance(item, dict) else None
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_result(body: Any, n_queries: int, what: str) -> list[list[Passage]]:
+    """Search-R1's ``{"result": [[item, ...], ...]}`` into passages (one list per query)."""
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, list) or len(result) != n_queries:
+        got = f"{len(result)} lists" if isinstance(result, list) else "no 'result' list"
+        raise RetrievalError(f"{what}: expected 'result' with {n_queries} lists (one per query), got {got}")
+    rows = []
+    for i, row in enumerate(result):
+        if not isinstance(row, list):
+            raise RetrievalError(f"{what}: result[{i}] is not a list")
+        rows.append([_passage(item, f"{what}: result[{i}][{j}]") for j, item in enumerate(row)])
+    return rows
+
+
+def _passage(item: Any, where: str) -> Passage:
+    """``{"document": {...}, "score": s}`` or a bare ``{"id"?, "contents"}`` document."""
+    if not isinstance(item, dict):
+        raise RetrievalError(f"{where} is not an object")
+    doc = item["document"] if isinstance(item.get("document"), dict) else item
     contents = doc.get("contents")
     if not isinstance(contents, str):
-        raise RetrievalError("a result item has no 'contents' string")
-    pid = str(doc.get("id", f"rank{rank}"))
-    return Passage.from_contents(pid, contents, float(score) if score is not None else None)
+        raise RetrievalError(f"{where} has no 'contents' string")
+    pid = doc.get("id")
+    if pid is None:
+        pid = "sha1:" + hashlib.sha1(contents.encode("utf-8")).hexdigest()[:16]
+    return Passage.from_contents(str(pid), contents, _score(item.get("score")))
+
+
+def _score(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
