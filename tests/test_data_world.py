@@ -41,3 +41,22 @@ def test_gold_trajectories_find_and_contain_the_answer() -> None:
         evidence = " ".join(by_id[p].text for p in gold.passage_ids)
         assert gold.answer in evidence or ex.metadata["type"] == "compare"
         assert gold.answer == ex.answers[0]
+
+
+def test_sources(tmp_path: Path, raw_data: Path) -> None:
+    import pytest
+
+    from searchrl.data.sources import DataError, load_source
+
+    assert len(load_source("world:default:test")) == len(default_world().questions["test"])
+    assert len(load_source("world:default", split="dev", limit=5)) == 5
+    nq = load_source(str(raw_data / "nq/RUC-NLPIR__FlashRAG/test.jsonl"))
+    assert nq and all(ex.answers for ex in nq)
+    bam = load_source(str(raw_data / "bamboogle/RUCAIBox__R1-Searcher/bamboogle.jsonl"))
+    assert len(bam) == 125
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "golden_answers": ["a"]}\n{"question": "q2", "golden_answers": []}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: field 'golden_answers'"):
+        load_source(str(bad))
+    with pytest.raises(DataError, match="unknown split"):
+        load_source("world:default:holdout")

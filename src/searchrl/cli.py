@@ -17,6 +17,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(model_app, name="model")
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect retrieval indexes.")
 app.add_typer(index_app, name="index")
+data_app = typer.Typer(no_args_is_help=True, help="Synthetic worlds and QA data.")
+app.add_typer(data_app, name="data")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 Overrides = Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. retrieval.topk=5")]
@@ -106,6 +108,99 @@ def serve(config: ConfigOpt = None, overrides: Overrides = None) -> None:
     run_server(retriever, cfg.serve, token)
 
 
+@data_app.command("world")
+def data_world(
+    out: Annotated[Path, typer.Option(help="Folder to write (corpus, questions per split, gold trajectories).")],
+    seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+    size: Annotated[str, typer.Option(help="tiny | small | medium | large")] = "small",
+) -> None:
+    """Generate a synthetic world deterministically from a seed."""
+    from searchrl.data.world import generate_world, save_world
+
+    try:
+        world = generate_world(seed, size)  # type: ignore[arg-type]
+    except ValueError as exc:
+        _console().print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    save_world(world, out)
+    counts = {s: len(q) for s, q in world.questions.items()}
+    typer.echo(f"wrote {out}: {len(world.passages)} passages, questions {counts}")
+
+
+def _retriever_for(cfg: Config):  # type: ignore[no-untyped-def]
+    """The configured retriever; with no index or corpus given, BM25 over the default world."""
+    from searchrl.retrieval.index import retriever_from_config
+
+    r = cfg.retrieval
+    if r.kind in ("bm25", "dense") and not r.index_dir and not r.corpus:
+        from searchrl.data.world import default_world
+        from searchrl.retrieval.bm25 import BM25Retriever
+
+        return BM25Retriever.build(default_world().passages)
+    return retriever_from_config(r)
+
+
+@app.command("train")
+def train(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's latest checkpoint.")] = False,
+) -> None:
+    """RL-train the policy (train.algorithm) on data.train with the configured retriever."""
+    from searchrl.config import save_config
+    from searchrl.data.sources import load_source
+    from searchrl.models import load_policy
+    from searchrl.trainer.loop import Trainer
+
+    cfg = resolve(config, overrides)
+    examples = load_source(cfg.data.train, "train", cfg.data.max_examples)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    save_config(cfg, cfg.output_dir)
+    trainer = Trainer(cfg, model, tok, _retriever_for(cfg), examples, cfg.output_dir)
+    if resume and trainer.resume():
+        _console().print(f"resumed at step {trainer.state.step}")
+    console = _console()
+    trainer.fit(
+        progress=lambda s, n, m: console.print(
+            f"step {s}/{n} reward {m['reward/mean']:.3f} em {m['reward/em']:.3f} searches {m['rollout/searches']:.2f} "
+            f"({m['perf/time_step']:.1f} s)"
+        )
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    method: Annotated[str, typer.Option(help="direct | cot | rag | agent")] = "agent",
+    out: Annotated[Path, typer.Option(help="Folder for <method>.jsonl and <method>.json")] = Path("runs/eval"),
+) -> None:
+    """Evaluate a method on data.eval (its test split for worlds), greedy."""
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.data.sources import load_source
+    from searchrl.eval.run import METHODS, evaluate, markdown_table, write_results
+    from searchrl.models import load_policy
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.trainer.loop import rollout_limits
+
+    cfg = resolve(config, overrides)
+    if method not in METHODS:
+        _console().print(f"[red]unknown method '{method}'; valid: {', '.join(METHODS)}[/red]")
+        raise typer.Exit(2)
+    examples = load_source(cfg.data.eval, "test", cfg.data.max_examples)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    rows = evaluate(
+        method,
+        examples,
+        HFGenerator(model, tok),
+        tok,
+        _retriever_for(cfg),
+        PROTOCOLS[cfg.rollout.protocol],
+        rollout_limits(cfg),
+    )
+    typer.echo(markdown_table({method: write_results(out, method, rows)}))
+
+
 @app.command("demo")
 def demo(
     config: ConfigOpt = None,
@@ -128,6 +223,7 @@ def demo(
         "rollout.max_new_tokens=48",
         "rollout.max_turns=4",
         "rollout.temperature=1.0",
+        "train.sft_epochs=2",
     ]
     cfg = resolve(config, [*demo_defaults, *(overrides or [])])
     console = _console()
@@ -140,5 +236,5 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m searchrl.cli
     main()
