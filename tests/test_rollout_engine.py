@@ -226,3 +226,19 @@ def test_arbitrary_text_never_breaks_invariants(smol_tokenizer, scripts, max_tur
 def test_limits_validate() -> None:
     with pytest.raises(ValueError):
         RolloutLimits(max_turns=0)
+
+
+def test_readable_trace_marks_injected_text(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    from searchrl.rollout.trace import format_trace
+
+    scripts = [["<search>Ilse Marrow</search>", "<answer>Varnholt</answer>"]]
+    engine, _, _ = make_engine(smol_tokenizer, scripts)
+    (traj,) = run(engine, smol_tokenizer, 1)
+    plain = format_trace(traj, smol_tokenizer)
+    assert plain.splitlines()[1] == "[policy] <search>Ilse Marrow</search>"
+    assert "[env]\n    <information>" in plain and "[policy] <answer>Varnholt</answer>" in plain
+    console = Console(record=True, width=200)
+    console.print(format_trace(traj, smol_tokenizer, markup=True))
+    assert "[policy] <search>Ilse Marrow</search>" in console.export_text()

@@ -140,6 +140,41 @@ def _retriever_for(cfg: Config):  # type: ignore[no-untyped-def]
     return retriever_from_config(r)
 
 
+@data_app.command("filter")
+def data_filter(
+    out: Annotated[Path, typer.Option(help="Folder for easy.jsonl / medium.jsonl / hard.jsonl.")],
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    k: Annotated[int, typer.Option(help="Sampled rollouts per question.")] = 4,
+) -> None:
+    """R1-Searcher's difficulty filter: bin data.train questions by the policy's pass rate over k samples."""
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.data.sources import load_source
+    from searchrl.models import load_policy
+    from searchrl.rollout.difficulty import bin_examples, pass_rates, write_bins
+    from searchrl.rollout.engine import RolloutEngine
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.rollout.prompts import prompt_ids
+    from searchrl.trainer.loop import named_reward, rollout_limits
+
+    cfg = resolve(config, overrides)
+    examples = load_source(cfg.data.train, "train", cfg.data.max_examples)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    protocol = PROTOCOLS[cfg.rollout.protocol]
+    engine = RolloutEngine(HFGenerator(model, tok), _retriever_for(cfg), tok, protocol, rollout_limits(cfg))
+    rates = pass_rates(
+        examples,
+        engine,
+        lambda ex: prompt_ids(tok, protocol, ex.question),
+        named_reward(cfg.train.reward, protocol),
+        k=k,
+        seed=cfg.seed,
+    )
+    binned = bin_examples(examples, rates)
+    write_bins(out, binned, rates)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{name} {len(v)}" for name, v in binned.items()))
+
+
 @app.command("train")
 def train(
     config: ConfigOpt = None,
@@ -199,6 +234,38 @@ def eval_cmd(
         rollout_limits(cfg),
     )
     typer.echo(markdown_table({method: write_results(out, method, rows)}))
+
+
+@app.command("rollout")
+def rollout_cmd(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    n: Annotated[int, typer.Option(help="Questions to roll out.")] = 4,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
+) -> None:
+    """Roll out the policy on data.eval questions and print readable traces (injected text marked)."""
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.data.sources import load_source
+    from searchrl.models import load_policy
+    from searchrl.rollout.backend import SamplingParams
+    from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.rollout.prompts import prompt_ids
+    from searchrl.rollout.trace import format_trace
+    from searchrl.trainer.loop import rollout_limits
+
+    cfg = resolve(config, overrides)
+    examples = load_source(cfg.data.eval, "test", n)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    protocol = PROTOCOLS[cfg.rollout.protocol]
+    engine = RolloutEngine(HFGenerator(model, tok), _retriever_for(cfg), tok, protocol, rollout_limits(cfg))
+    reqs = [RolloutRequest(ex.id, 0, prompt_ids(tok, protocol, ex.question)) for ex in examples]
+    params = SamplingParams(greedy=True) if greedy else SamplingParams(temperature=cfg.rollout.temperature)
+    console = Console()
+    for ex, traj in zip(examples, engine.run(reqs, params, seed=cfg.seed), strict=True):
+        console.print(f"[bold]{ex.question}[/bold]  gold={list(ex.answers)}")
+        console.print(format_trace(traj, tok, markup=True), highlight=False)
+        console.print()
 
 
 @app.command("demo")
