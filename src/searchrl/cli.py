@@ -275,24 +275,13 @@ def demo(
     quick: Annotated[bool, typer.Option(help="Small settings: a few minutes instead of ~15.")] = False,
 ) -> None:
     """The main job on the embedded default: world, BM25, SmolLM2, baselines, SFT, RL, held-out eval."""
+    from importlib.resources import files
+
     from searchrl.demo import run_demo
     from searchrl.eval.run import markdown_table
 
-    demo_defaults = [
-        "output_dir=runs/demo",
-        "train.algorithm=grpo",
-        "train.prompts_per_step=2",
-        "train.mini_batch=8",
-        "train.micro_batch=4",
-        "train.kl_coef=0.0",
-        "train.lr=5e-5",
-        "rollout.group_size=4",
-        "rollout.max_new_tokens=48",
-        "rollout.max_turns=4",
-        "rollout.temperature=1.0",
-        "train.sft_epochs=2",
-    ]
-    cfg = resolve(config, [*demo_defaults, *(overrides or [])])
+    packaged = Path(str(files("searchrl") / "configs" / "demo.yaml"))
+    cfg = resolve(config or packaged, overrides)
     console = _console()
     summary = run_demo(cfg, quick=quick, log=lambda msg: console.print(f"[cyan]demo[/cyan] {msg}"))
     typer.echo(markdown_table(summary["tables"]))
