@@ -220,7 +220,7 @@ def test_timeouts_are_retried(stub: Stub) -> None:
     assert len(stub.requests) == 2
 
 
-SEARCH_R1_ROWS = [
+SEARCH_R1_ROWS: list[list[dict[str, Any]]] = [
     [{"document": {"contents": '"No Id"\nA passage without an id.'}, "score": "1.25"}],
     [{"id": 3, "contents": "untitled text"}, {"contents": "bare, no id"}],
 ]

@@ -39,7 +39,7 @@ class DemoPlan:
 
     @classmethod
     def make(cls, quick: bool) -> DemoPlan:
-        return cls(eval_per_type=8, sft_1hop=16, sft_2hop=8, rl_steps=1) if quick else cls(24, 32, 32, 6)
+        return cls(eval_per_type=8, sft_1hop=16, sft_2hop=8, rl_steps=1) if quick else cls(20, 24, 24, 5)
 
 
 def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
