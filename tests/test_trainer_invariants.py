@@ -89,3 +89,15 @@ def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type
     for other in grads[1:]:
         for n, g in grads[0].items():
             assert torch.allclose(g, other[n], atol=1e-7, rtol=1e-4), n
+
+
+def test_non_finite_batch_is_skipped_not_applied(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_trainer_learning import make_trainer
+
+    trainer = make_trainer(smol_tokenizer, "reinforce_pp", tmp_path, steps=1, extra=("train.epochs=1",))
+    trainer.reward_fn = lambda traj, golds: float("nan")
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    (metrics,) = trainer.fit()
+    assert metrics["actor/skipped_steps"] == 1.0
+    for n, p in trainer.policy.named_parameters():
+        assert torch.equal(p, before[n]), n
