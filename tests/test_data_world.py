@@ -56,7 +56,7 @@ def test_sources(tmp_path: Path, raw_data: Path) -> None:
     assert len(bam) == 125
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "golden_answers": ["a"]}\n{"question": "q2", "golden_answers": []}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: field 'golden_answers'"):
+    with pytest.raises(DataError, match=r"bad\.jsonl: record 2: field 'golden_answers'"):
         load_source(str(bad))
     with pytest.raises(DataError, match="unknown split"):
         load_source("world:default:holdout")
