@@ -3,10 +3,10 @@
 1. Update FLOP/s as a fraction of the machine's matmul peak, measured in the same run, for fp32 and
    bf16: one full fine-tuning step (log-probs on every response position, backward, AdamW) on
    B x T tokens; FLOPs counted as 6 x parameters x tokens (forward 2, backward 4) plus attention.
-2. Peak memory of computing target log-probs: ours (``token_logprobs``: the transformer body once, the
-   vocabulary head in chunks, only at masked positions) vs the naive full-vocabulary fp32
-   ``log_softmax`` over every position. Each variant runs in a fresh subprocess; the number is the
-   growth of peak resident memory over the same process after loading the model.
+2. Peak memory of turning hidden states into target log-probs (forward and backward): ours (the
+   vocabulary head in chunks, only at masked positions, logsumexp instead of log_softmax) vs the naive
+   full-vocabulary fp32 ``log_softmax`` over every position. Each variant runs in a fresh subprocess;
+   the number is the growth of peak resident memory after the transformer body has run.
 
 Usage: .venv/bin/python benchmarks/train_step.py [--batch 4] [--tokens 256]
 """
@@ -62,21 +62,34 @@ def update_flops(dtype: torch.dtype, batch: int, tokens: int) -> tuple[float, fl
 
 
 def logprob_memory(kind: str, batch: int, tokens: int) -> float:
-    """Peak RSS growth (MB) of one log-prob computation with gradients, in this fresh process."""
+    """Peak RSS growth (MB) of the vocabulary-head part of a log-prob computation with gradients.
+
+    The transformer body runs first (its hidden states are the same input for both variants); what is
+    measured is turning hidden states into target log-probs and back-propagating to them.
+    """
+    from searchrl.algorithms.logprobs import logprobs_from_logits  # noqa: F401  (same import cost for both)
     from searchrl.models import load_policy
-    from searchrl.trainer.policy import token_logprobs
 
     model, _ = load_policy("smollm2-135m-instruct")
+    head = model.get_output_embeddings()
     ids = torch.randint(20, 40000, (batch, tokens))
-    attn = torch.ones_like(ids)
-    mask = torch.zeros(batch, tokens - 1)
-    mask[:, tokens // 2 :] = 1  # the response half of each sequence
+    mask = torch.zeros(batch, tokens - 1, dtype=torch.bool)
+    mask[:, tokens // 2 :] = True  # the response half of each sequence
+    with torch.no_grad():
+        hidden = model.model(input_ids=ids).last_hidden_state[:, :-1].contiguous()
+    hidden.requires_grad_(True)
+    targets = ids[:, 1:]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if kind == "ours":
-        lp, _ = token_logprobs(model, ids, attn, mask)
+    if kind == "ours":  # what trainer.policy.token_logprobs does after the body
+        h, t = hidden[mask], targets[mask]
+        parts = []
+        for s in range(0, h.shape[0], 512):
+            logits = head(h[s : s + 512]).float()
+            parts.append(logits.gather(-1, t[s : s + 512, None])[:, 0] - torch.logsumexp(logits, -1))
+        lp = torch.cat(parts)
     else:
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0] * mask
+        logits = head(hidden).float()
+        lp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0][mask]
     lp.sum().backward()
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
@@ -85,13 +98,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="which update dtypes to time")
     ap.add_argument("--memory", choices=["ours", "naive"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory:
         print(json.dumps({"mb": logprob_memory(args.memory, args.batch, args.tokens)}))
         return
     print(f"threads {torch.get_num_threads()}, batch {args.batch} x {args.tokens} tokens")
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (getattr(torch, name) for name in args.dtypes.split(",") if name):
         peak = matmul_peak(dtype)
         achieved, secs = update_flops(dtype, args.batch, args.tokens)
         print(
