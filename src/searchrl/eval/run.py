@@ -22,7 +22,7 @@ from searchrl.retrieval.base import Retriever
 from searchrl.rewards.normalize import cover_exact_match, exact_match, f1_score
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
-from searchrl.rollout.prompts import prompt_ids
+from searchrl.rollout.prompts import chat_ids, prompt_ids
 from searchrl.types import QAExample, Trajectory
 from searchrl.utils import atomic_write_text
 
@@ -46,12 +46,6 @@ class EvalRow:
     response: str
 
 
-def _chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    enc: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    ids = enc["input_ids"] if hasattr(enc, "keys") else enc
-    return [int(i) for i in ids]
-
-
 def build_prompts(
     method: Method, examples: Sequence[QAExample], tokenizer: Any, protocol: TagProtocol, retriever: Retriever, k: int
 ) -> list[list[int]]:
@@ -62,7 +56,7 @@ def build_prompts(
         hits = retriever.search([ex.question for ex in examples], k)
         docs = [protocol.format_passages(h) for h in hits]
     return [
-        _chat_ids(tokenizer, baseline_messages(method, ex.question, d)) for ex, d in zip(examples, docs, strict=True)
+        chat_ids(tokenizer, baseline_messages(method, ex.question, d)) for ex, d in zip(examples, docs, strict=True)
     ]
 
 

@@ -10,11 +10,15 @@ if TYPE_CHECKING:
     from searchrl.data.protocols import TagProtocol
 
 
+def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of chat ``messages`` followed by the assistant's generation prompt."""
+    enc: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = enc["input_ids"] if hasattr(enc, "keys") else enc  # a BatchEncoding in transformers >= 5
+    return [int(i) for i in ids]
+
+
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, protocol: TagProtocol, question: str) -> list[int]:
     """Token ids of the prompt; a chat template is used when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
-        messages = protocol.chat_messages(question)
-        enc: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = enc["input_ids"] if hasattr(enc, "keys") else enc  # a BatchEncoding in transformers >= 5
-        return [int(i) for i in ids]
+        return chat_ids(tokenizer, protocol.chat_messages(question))
     return list(tokenizer(protocol.base_prompt(question), add_special_tokens=True)["input_ids"])
