@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,15 +101,7 @@ def evaluate(
 ) -> list[EvalRow]:
     """Greedy evaluation of ``method``; ``progress(n)`` is called after each batch of n examples."""
     if method != "agent":
-        limits = RolloutLimits(
-            max_turns=2,
-            max_searches=0,
-            max_new_tokens=limits.max_new_tokens,
-            max_context=limits.max_context,
-            topk=limits.topk,
-            answer_reserve=limits.answer_reserve,
-            on_budget="force_answer",
-        )
+        limits = replace(limits, max_turns=2, max_searches=0, on_budget="force_answer")
     engine = RolloutEngine(backend, retriever, tokenizer, protocol, limits)
     rows: list[EvalRow] = []
     for s in range(0, len(examples), batch_size):

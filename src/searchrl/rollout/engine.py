@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from searchrl.data.protocols import Answer, Invalid, Search, TagProtocol
@@ -201,13 +201,8 @@ class RolloutEngine:
             return
         block = self._info_head + body[:room] + self._info_tail
         row.append(block, sampled=False)
-        row.turns[-1] = Turn(
-            "search",
-            last.generated,
-            injected=len(block),
-            query=last.query,
-            passage_ids=tuple(p.id for p in passages),
-            retrieval_s=elapsed,
+        row.turns[-1] = replace(
+            last, injected=len(block), passage_ids=tuple(p.id for p in passages), retrieval_s=elapsed
         )
 
     def _room_for(self, row: _Row, n: int) -> bool:
@@ -218,16 +213,7 @@ class RolloutEngine:
             row.finish = "context"
             return
         row.append(ids, sampled=False)
-        last = row.turns[-1]
-        row.turns[-1] = Turn(
-            last.action,
-            last.generated,
-            last.injected + len(ids),
-            last.query,
-            last.passage_ids,
-            last.retrieval_s,
-            last.invalid_reason,
-        )
+        row.turns[-1] = replace(row.turns[-1], injected=row.turns[-1].injected + len(ids))
 
     def _finish(self, row: _Row) -> Trajectory:
         traj = Trajectory(
