@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SEARCHRL_CACHE ?= $(CURDIR)/.cache/searchrl
 
-.PHONY: venv test test-slow lint typecheck demo bench clean
+.PHONY: venv browser test test-slow lint typecheck demo bench clean
 
 venv: $(STAMP)
 
@@ -26,7 +26,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+# Headless Chromium for the report's browser test (Debian package; apt-get update first).
+browser:
+	bash scripts/install_browser.sh
+
+test: lint typecheck browser
 	$(BIN)/pytest -q
 
 test-slow: venv
@@ -36,7 +40,7 @@ demo: venv
 	$(BIN)/searchrl demo
 
 bench: venv
-	$(BIN)/python benchmarks/retrieval.py
+	for b in retrieval_bm25 retrieval_http rollout train_step; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

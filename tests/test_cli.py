@@ -8,8 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -93,3 +96,95 @@ def test_train_resume_after_sigkill_matches(tiny_dir: Path, tmp_path: Path) -> N
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a["step"], k)
+
+
+def test_ask_prints_trace_of_trained_lora_run(tiny_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from searchrl.trainer.loop import load_trained_policy
+
+    out = tmp_path / "lora"
+    args = [a for a in train_args(tiny_dir, out, 1) if not a.startswith("train.lora_r")]
+    trained = run(*args, "train.lora_r=4")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+
+    _, policy, _, step = load_trained_policy(out)
+    saved = load_file(str(out / "ckpt-000001" / "policy.safetensors"))
+    params = dict(policy.named_parameters())
+    assert step == 1 and saved and all("lora" in name for name in saved)
+    for name, weight in saved.items():
+        assert params[name].detach().equal(weight), name
+
+    res = run("ask", "Where was Kanka Drourteim born?", "rollout.max_turns=2", "--checkpoint", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Where was Kanka Drourteim born?" in res.stdout
+    assert "checkpoint step 1" in res.stdout and "[policy]" in res.stdout and "answer:" in res.stdout
+
+    missing = run("ask", "q", "--checkpoint", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "not a run folder" in (missing.stdout + missing.stderr)
+
+
+def rows_of(stem: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stem.with_suffix(".jsonl").read_text().splitlines()]
+
+
+class _NoJudge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge stub on loopback: records each request and always replies "no"."""
+
+    seen: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _NoJudge.seen.append(body)
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "no"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_eval_own_corpus_two_methods_with_judge(tiny_dir: Path, tmp_path: Path, raw_data: Path) -> None:
+    hotpot = raw_data / "hotpotqa" / "OSU-NLP-Group__HippoRAG" / "hotpotqa_train.json"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = run(
+            "eval",
+            f"model.path={tiny_dir}",
+            "data.max_examples=3",
+            "rollout.max_new_tokens=6",
+            "rollout.max_turns=2",
+            "--dataset",
+            str(hotpot),
+            "--own-corpus",
+            "--method",
+            "rag",
+            "--method",
+            "agent",
+            "--out",
+            str(tmp_path / "ev"),
+            "--judge-url",
+            f"http://127.0.0.1:{server.server_port}/v1",
+        )
+    finally:
+        server.shutdown()
+    assert res.returncode == 0, res.stderr[-2000:]
+    for method in ("rag", "agent"):
+        table = json.loads((tmp_path / "ev" / f"{method}.json").read_text())
+        assert sum(m["n"] for g, m in table.items() if g != "all") == 3.0  # rows per question type
+        rows = [json.loads(line) for line in (tmp_path / "ev" / f"{method}.jsonl").read_text().splitlines()]
+        assert len(rows) == 3 and all(r["spans"] for r in rows)
+        # rows without an answer are judged 0 without a request; every judged row says "no" here
+        assert all(r["judge"] == 0.0 for r in rows) and all(m["judge"] == 0.0 for m in table.values())
+    assert "| judge |" in (tmp_path / "ev" / "results.md").read_text()
+    answered = sum(r["answer"] is not None for m in ("rag", "agent") for r in rows_of(tmp_path / "ev" / m))
+    assert len(_NoJudge.seen) == answered  # unanswered rows are judged 0 without a request
+    rag_rows = (tmp_path / "ev" / "rag.jsonl").read_text()
+    assert '"searches": 0' in rag_rows
+
+    bad = run("eval", f"model.path={tiny_dir}", "--dataset", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2

@@ -23,6 +23,7 @@ from searchrl.rewards.normalize import cover_exact_match, exact_match, f1_score
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
 from searchrl.rollout.prompts import chat_ids, prompt_ids
+from searchrl.rollout.trace import text_spans
 from searchrl.types import QAExample, Trajectory
 from searchrl.utils import atomic_write_text
 
@@ -44,6 +45,8 @@ class EvalRow:
     searches: int
     finish: str
     response: str
+    spans: list[tuple[bool, str]]  # the response as (written by the policy?, text) runs; False = injected
+    judge: float | None = None  # the LLM judge's verdict (1/0) when one was asked; None = not judged
 
 
 def build_prompts(
@@ -84,6 +87,7 @@ def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
         searches=traj.n_searches,
         finish=traj.finish_reason,
         response=traj.response_text,
+        spans=text_spans(traj, tokenizer),
     )
 
 
@@ -124,35 +128,48 @@ def summarize(
         groups.setdefault(key(r), []).append(r)
     if len(groups) > 1:
         groups["all"] = list(rows)
-    return {
-        name: {
-            "n": float(len(rs)),
-            "em": float(np.mean([r.em for r in rs])),
-            "f1": float(np.mean([r.f1 for r in rs])),
-            "cover_em": float(np.mean([r.cover_em for r in rs])),
-            "searches": float(np.mean([r.searches for r in rs])),
-            "answered": float(np.mean([r.answer is not None for r in rs])),
-        }
-        for name, rs in groups.items()
+    return {name: _means(rs) for name, rs in groups.items()}
+
+
+def _means(rows: list[EvalRow]) -> dict[str, float]:
+    out = {
+        "n": float(len(rows)),
+        "em": float(np.mean([r.em for r in rows])),
+        "f1": float(np.mean([r.f1 for r in rows])),
+        "cover_em": float(np.mean([r.cover_em for r in rows])),
+        "searches": float(np.mean([r.searches for r in rows])),
+        "answered": float(np.mean([r.answer is not None for r in rows])),
     }
+    judged = [r.judge for r in rows if r.judge is not None]
+    if judged:
+        out["judge"] = float(np.mean(judged))
+    return out
 
 
 def markdown_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
-    """``tables[method][group] -> metrics`` as one markdown table."""
-    lines = ["| method | group | n | EM | F1 | cover-EM | searches | answered |", "|---|---|---|---|---|---|---|---|"]
+    """``tables[method][group] -> metrics`` as one markdown table (a judge column when any row has one)."""
+    judged = any("judge" in m for table in tables.values() for m in table.values())
+    head = "| method | group | n | EM | F1 | cover-EM | searches | answered |" + (" judge |" if judged else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for method, table in tables.items():
         for group, m in table.items():
-            lines.append(
+            line = (
                 f"| {method} | {group} | {int(m['n'])} | {m['em']:.3f} | {m['f1']:.3f} | {m['cover_em']:.3f} "
                 f"| {m['searches']:.2f} | {m['answered']:.2f} |"
             )
+            if judged:
+                line += f" {m['judge']:.3f} |" if "judge" in m else " – |"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def write_results(out_dir: str | Path, method: str, rows: Sequence[EvalRow]) -> dict[str, dict[str, float]]:
-    """Write ``<method>.jsonl`` (one row per example) and ``<method>.json`` (the table); returns the table."""
+def write_results(
+    out_dir: str | Path, method: str, rows: Sequence[EvalRow], key: Callable[[EvalRow], str] = lambda r: r.group
+) -> dict[str, dict[str, float]]:
+    """Write ``<method>.jsonl`` (one row per example) and ``<method>.json`` (the table, one row per ``key``
+    value: the question type by default); returns the table."""
     out = Path(out_dir)
     atomic_write_text(out / f"{method}.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in rows))
-    table = summarize(rows, key=lambda r: r.group)
+    table = summarize(rows, key=key)
     atomic_write_text(out / f"{method}.json", json.dumps(table, indent=2))
     return table

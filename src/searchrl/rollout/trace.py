@@ -18,6 +18,11 @@ def spans(traj: Trajectory) -> list[tuple[bool, list[int]]]:
     return out
 
 
+def text_spans(traj: Trajectory, tokenizer: Any) -> list[tuple[bool, str]]:
+    """:func:`spans` decoded (special tokens kept, so the viewer shows exactly what the model saw)."""
+    return [(sampled, str(tokenizer.decode(ids, skip_special_tokens=False))) for sampled, ids in spans(traj)]
+
+
 def format_trace(traj: Trajectory, tokenizer: Any, markup: bool = False) -> str:
     """Policy text as is; injected text indented under a ``[env]`` marker (dim when ``markup``)."""
     lines = [

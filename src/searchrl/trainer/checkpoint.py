@@ -87,6 +87,23 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
+def load_weights(path: str | Path, name: str, module: torch.nn.Module) -> None:
+    """Copy ``path/<name>.safetensors`` into ``module``'s parameters of the same names."""
+    from safetensors.torch import load_file
+
+    file = Path(path) / f"{name}.safetensors"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint {path} has no {file.name}")
+    weights = load_file(str(file))
+    params = dict(module.named_parameters())
+    missing = set(weights) - set(params)
+    if missing:
+        raise ValueError(f"checkpoint {path} has weights this model lacks: {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w)
+
+
 def load_checkpoint(
     path: str | Path,
     modules: dict[str, torch.nn.Module],
@@ -95,18 +112,9 @@ def load_checkpoint(
     generator: torch.Generator | None = None,
 ) -> TrainState:
     """Restore weights, optimizer, scheduler and RNG from ``path``; returns the saved TrainState."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     for name, module in modules.items():
-        weights = load_file(str(path / f"{name}.safetensors"))
-        missing = set(weights) - {n for n, _ in module.named_parameters()}
-        if missing:
-            raise ValueError(f"checkpoint {path} has weights this model lacks: {sorted(missing)[:3]}")
-        params = dict(module.named_parameters())
-        with torch.no_grad():
-            for n, w in weights.items():
-                params[n].copy_(w)
+        load_weights(path, name, module)
     blob = torch.load(path / "trainer.pt", weights_only=False)
     for name, opt in optimizers.items():
         opt.load_state_dict(blob["optimizers"][name])

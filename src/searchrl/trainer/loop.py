@@ -13,6 +13,7 @@ Deviations from the papers, on purpose:
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -35,6 +36,7 @@ from searchrl.rollout.backend import SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
+from searchrl.rollout.trace import text_spans
 from searchrl.trainer.batch import RolloutBatch, collate
 from searchrl.trainer.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from searchrl.trainer.components import Reference, ValueModel, add_lora, build_critic
@@ -341,8 +343,16 @@ class Trainer:
         self.state.step += 1
         metrics = {**rollout_metrics(trajs, rewards, em), **stats, **timings}
         self.metrics.log(self.state.step, metrics)
-        if self.state.step % 5 == 1:
-            self.metrics.text(self.state.step, "rollout/sample", trajs[0].response_text)
+        best = int(np.argmax(rewards))
+        self.metrics.text(
+            self.state.step,
+            "rollout/sample",
+            trajs[best].response_text,
+            question=examples[best // self.cfg.rollout.group_size].question,
+            golds=list(examples[best // self.cfg.rollout.group_size].answers),
+            reward=rewards[best],
+            spans=text_spans(trajs[best], self.tokenizer),
+        )
         return metrics
 
     def fit(self, steps: int | None = None, progress: Any = None) -> list[dict[str, float]]:
@@ -356,6 +366,28 @@ class Trainer:
             if self.state.step % self.cfg.train.checkpoint_every == 0 or self.state.step == total:
                 self.save()
         return history
+
+
+def load_trained_policy(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Config, Any, Any, int]:
+    """The policy of a run folder: its saved config (plus ``overrides``), the base model, the LoRA adapter
+    (if the run used one) and the weights of its latest checkpoint. Returns (config, policy, tokenizer, step)."""
+    from searchrl.config import load_config
+    from searchrl.models import load_policy
+    from searchrl.trainer.checkpoint import load_weights
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (no 'latest' pointer)")
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    policy = add_lora(model, cfg.train.lora_r, cfg.train.lora_alpha, cfg.seed) if cfg.train.lora_r > 0 else model
+    load_weights(ckpt, "policy", policy)
+    policy.eval()
+    step = int(json.loads((ckpt / "state.json").read_text())["step"])
+    return cfg, policy, tok, step
 
 
 def rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[float]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,10 @@ class MetricsSink:
                 if math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
 
-    def text(self, step: int, name: str, text: str) -> None:
-        """Log a sample trajectory (or any text) beside the scalars."""
+    def text(self, step: int, name: str, text: str, **extra: Any) -> None:
+        """Log a sample trajectory (or any text) beside the scalars; ``extra`` goes into the JSONL record."""
         with (self.dir / "samples.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step, "name": name, "text": text}) + "\n")
+            fh.write(json.dumps({"step": step, "name": name, "text": text, **extra}) + "\n")
         if self._tb is not None:
             self._tb.add_text(name, text, step)
 
@@ -57,9 +58,13 @@ class MetricsSink:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Read a metrics.jsonl back, keeping the last record per step (a resumed run rewrites steps)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return merge_steps(json.loads(line) for line in lines if line.strip())
+
+
+def merge_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per step, in step order; a later record of the same step overrides an earlier one."""
     by_step: dict[int, dict[str, Any]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            by_step.setdefault(rec["step"], {}).update(rec)
+    for rec in records:
+        by_step.setdefault(rec["step"], {}).update(rec)
     return [by_step[s] for s in sorted(by_step)]
