@@ -1,21 +1,30 @@
 """The one-command demo: the synthetic world, BM25, SmolLM2-135M, baselines, SFT warm start, RL, eval.
 
-Stages (each timed and reported):
+Stages (each timed, each with a progress bar, each resumable):
 1. world + BM25 index; 2. Direct and RAG with the base model (both given the answer format in the
 prompt); 3. SFT warm start (LoRA) on a few gold trajectories, 1-hop and 2-hop; 4. RAG and the agent
-after the warm start (the fair baselines: same weights, same format help); 5. GRPO on 2-hop training
-questions; 6. the agent after RL. Held-out questions come from the world's test split, whose entities
-never appear in training questions. ``quick`` shrinks every stage to finish in a few minutes.
+after the warm start (the fair baselines: same weights, same format help); 5. GRPO on training
+questions the warm start did not see, 1-hop and 2-hop mixed (1-hop groups nearly always hold both a
+success and a failure, which is where a group-normalized advantage has signal); 6. the agent after RL.
+Held-out questions come from the world's test split, whose entities never appear in training questions.
+
+Resuming: every finished evaluation is kept in ``eval/<label>.json``; the warm-started adapter is
+checkpoint 0 and RL writes a checkpoint every step. Running the demo again on the same output folder
+(after Ctrl-C, say) skips what is done and continues where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from searchrl.config import Config, save_config
 from searchrl.data.protocols import PROTOCOLS
@@ -28,6 +37,8 @@ from searchrl.trainer.loop import Trainer, rollout_limits
 from searchrl.trainer.sft import GoldTrajectory, gold_to_trajectory, sft
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
+
+Advance = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -46,17 +57,64 @@ def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
     return [e for e in examples if e.metadata.get("type") == kind][:n]
 
 
-def run_demo(cfg: Config, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage; writes config, metrics, eval rows and ``results.md`` under ``cfg.output_dir``."""
+class StageBars:
+    """One rich progress bar per stage (with elapsed time and ETA); silent when ``console`` is None."""
+
+    def __init__(self, console: Console | None) -> None:
+        self.progress = (
+            Progress(
+                TextColumn("[cyan]{task.description:<18}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=console,
+            )
+            if console is not None
+            else None
+        )
+
+    def __enter__(self) -> StageBars:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    @contextmanager
+    def stage(self, name: str, total: int) -> Iterator[Advance]:
+        if self.progress is None:
+            yield lambda n, info: None
+            return
+        task = self.progress.add_task(name, total=total, info="")
+        yield lambda n, info: self.progress.update(task, advance=n, info=info)  # type: ignore[union-attr]
+        self.progress.update(task, completed=total)
+
+
+def run_demo(
+    cfg: Config, quick: bool = False, log: Callable[[str], None] = print, console: Console | None = None
+) -> dict[str, Any]:
+    """Run (or resume) every stage; writes config, metrics, eval rows, ``summary.json`` and ``results.md``
+    under ``cfg.output_dir``. ``console`` turns on progress bars."""
     plan = DemoPlan.make(quick)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
-    timings: dict[str, float] = {}
+    timings_path = out / "timings.json"
+    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def timed(name: str, seconds: float) -> None:
+        timings[name] = seconds
+        atomic_write_text(timings_path, json.dumps(timings, indent=2))
+
     t0 = time.perf_counter()
     world: World = default_world()
     retriever = BM25Retriever.build(world.passages)
-    timings["world_and_index"] = time.perf_counter() - t0
+    timed("world_and_index", time.perf_counter() - t0)
     log(f"world: {len(world.passages)} passages, {sum(len(v) for v in world.questions.values())} questions")
 
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
@@ -67,52 +125,86 @@ def run_demo(cfg: Config, quick: bool = False, log: Callable[[str], None] = prin
     )
     tables: dict[str, dict[str, dict[str, float]]] = {}
 
-    def run_eval(label: str, method: str, policy: Any) -> list[EvalRow]:
+    with StageBars(console) as bars:
+
+        def run_eval(label: str, method: str, policy: Any) -> None:
+            cached = out / "eval" / f"{label}.json"
+            if cached.exists():
+                tables[label] = json.loads(cached.read_text())
+                log(f"{label}: done before (eval/{label}.json), skipped")
+                return
+            t = time.perf_counter()
+            with bars.stage(f"eval {label}", len(held_out)) as advance:
+                rows: list[EvalRow] = evaluate(
+                    method,  # type: ignore[arg-type]
+                    held_out,
+                    HFGenerator(policy, tok),
+                    tok,
+                    retriever,
+                    protocol,
+                    limits,
+                    batch_size=8,
+                    progress=lambda n: advance(n, ""),
+                )
+            tables[label] = write_results(out / "eval", label, rows)
+            timed(f"eval_{label}", time.perf_counter() - t)
+            by_group = summarize(rows, key=lambda r: r.group)
+            log(
+                f"{label}: EM "
+                + ", ".join(f"{g} {m['em']:.2f}" for g, m in by_group.items())
+                + f" ({time.perf_counter() - t:.0f} s)"
+            )
+
+        run_eval("direct_base", "direct", model)
+        run_eval("rag_base", "rag", model)
+
+        golds = warm_start_golds(world, plan)
+        trainer = Trainer(cfg, model, tok, retriever, rl_questions(world, {g.example_id for g in golds}), out)
+        sft_done = out / "sft.json"
+        if sft_done.exists() and trainer.resume():
+            losses = json.loads(sft_done.read_text())["losses"]
+            log(f"sft: done before, resumed from checkpoint at RL step {trainer.state.step}")
+        else:
+            t = time.perf_counter()
+            trajs = [gold_to_trajectory(g, tok, protocol, retriever, cfg.retrieval.topk) for g in golds]
+            steps = cfg.train.sft_epochs * -(-len(trajs) // 8)
+            with bars.stage("sft warm start", steps) as advance:
+                losses = sft(
+                    trainer.policy,
+                    trajs,
+                    int(tok.pad_token_id),
+                    epochs=cfg.train.sft_epochs,
+                    lr=cfg.train.sft_lr,
+                    seed=cfg.seed,
+                    on_step=lambda i, loss: advance(1, f"loss {loss:.3f}"),
+                )
+            trainer.save()  # checkpoint 0: the warm-started adapter
+            atomic_write_text(sft_done, json.dumps({"losses": losses, "examples": len(trajs)}))
+            timed("sft", time.perf_counter() - t)
+            log(f"sft: {len(trajs)} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        run_eval("rag_sft", "rag", trainer.policy)
+        run_eval("agent_sft", "agent", trainer.policy)
+
         t = time.perf_counter()
-        rows = evaluate(method, held_out, HFGenerator(policy, tok), tok, retriever, protocol, limits)  # type: ignore[arg-type]
-        tables[label] = write_results(out / "eval", label, rows)
-        timings[f"eval_{label}"] = time.perf_counter() - t
-        m = summarize(rows)
-        log(f"{label}: EM {m[next(iter(m))]['em']:.2f} ({time.perf_counter() - t:.0f} s)")
-        return rows
-
-    run_eval("direct_base", "direct", model)
-    run_eval("rag_base", "rag", model)
-
-    trainer = Trainer(cfg, model, tok, retriever, train_questions(world), out)
-    t = time.perf_counter()
-    golds = warm_start_golds(world, plan)
-    trajs = [gold_to_trajectory(g, tok, protocol, retriever, cfg.retrieval.topk) for g in golds]
-    losses = sft(
-        trainer.policy,
-        trajs,
-        int(tok.pad_token_id),
-        epochs=cfg.train.sft_epochs,
-        lr=cfg.train.sft_lr,
-        seed=cfg.seed,
-        on_step=lambda i, loss: log(f"sft step {i}: loss {loss:.3f}"),
-    )
-    timings["sft"] = time.perf_counter() - t
-    run_eval("rag_sft", "rag", trainer.policy)
-    run_eval("agent_sft", "agent", trainer.policy)
-
-    t = time.perf_counter()
-    history = trainer.fit(
-        plan.rl_steps,
-        progress=lambda s, n, m: log(
-            f"rl step {s}/{n}: reward {m['reward/mean']:.2f} searches {m['rollout/searches']:.2f} "
-            f"({m['perf/time_step']:.0f} s)"
-        ),
-    )
-    timings["rl"] = time.perf_counter() - t
-    run_eval("agent_rl", "agent", trainer.policy)
-    timings["total"] = time.perf_counter() - t0
-
+        with bars.stage("rl (grpo)", plan.rl_steps) as advance:
+            advance(trainer.state.step, "resumed" if trainer.state.step else "")
+            trainer.fit(
+                plan.rl_steps,
+                progress=lambda s, n, m: advance(
+                    1,
+                    f"reward {m['reward/mean']:.2f} searches {m['rollout/searches']:.2f} ({m['perf/time_step']:.0f} s)",
+                ),
+            )
+        timed("rl", timings.get("rl", 0.0) + time.perf_counter() - t)
+        run_eval("agent_rl", "agent", trainer.policy)
+    timings["total"] = sum(v for k, v in timings.items() if k != "total")
+    history = rl_history(out)
     summary = {
         "tables": tables,
         "timings_s": timings,
         "sft_losses": losses,
-        "rl_rewards": [h["reward/mean"] for h in history],
+        "rl_rewards": [h.get("reward/mean") for h in history],
+        "rl_em": [h.get("reward/em") for h in history],
         "plan": plan.__dict__,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
@@ -120,9 +212,19 @@ def run_demo(cfg: Config, quick: bool = False, log: Callable[[str], None] = prin
     return summary
 
 
-def train_questions(world: World) -> list[QAExample]:
-    """RL trains on 2-hop questions of the training split (where imitation leaves room)."""
-    return [e for e in world.questions["train"] if e.metadata.get("type") == "2hop"]
+def rl_history(run_dir: Path) -> list[dict[str, Any]]:
+    from searchrl.trainer.metrics import read_metrics
+
+    path = run_dir / "metrics.jsonl"
+    return read_metrics(path) if path.exists() else []
+
+
+def rl_questions(world: World, exclude: set[str]) -> list[QAExample]:
+    """Training questions the warm start did not see, 1-hop and 2-hop alternating (the trainer shuffles)."""
+    train = [e for e in world.questions["train"] if e.id not in exclude]
+    one = [e for e in train if e.metadata.get("type") == "1hop"]
+    two = [e for e in train if e.metadata.get("type") == "2hop"]
+    return [e for pair in zip(two, one, strict=False) for e in pair]
 
 
 def warm_start_golds(world: World, plan: DemoPlan) -> list[GoldTrajectory]:
