@@ -33,3 +33,14 @@ def tiny_lm(smol_tokenizer):  # type: ignore[no-untyped-def]
     from searchrl.models import tiny_model
 
     return tiny_model(smol_tokenizer, layers=2, hidden=64, heads=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smol_tokenizer, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A 1-layer random Llama saved as a model folder, for `searchrl ...` subprocesses (model.path=...)."""
+    from searchrl.models import tiny_model
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0).save_pretrained(path)
+    smol_tokenizer.save_pretrained(path)
+    return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from searchrl.algorithms.logprobs import entropy_from_logits, logprobs_from_logits
+from searchrl.algorithms.logprobs import entropy_from_logits, head_logprobs, logprobs_from_logits
 
 
 def _reference(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,3 +76,36 @@ def test_non_contiguous_logits_and_shape_errors() -> None:
         logprobs_from_logits(logits, targets[:, :-1])
     with pytest.raises(ValueError):
         logprobs_from_logits(logits, targets, chunk=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_head_logprobs_match_full_head_values_and_gradients(chunk: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(7, 5, generator=g, requires_grad=True)
+    weight = torch.randn(11, 5, generator=g, requires_grad=True)
+    targets = torch.randint(0, 11, (7,), generator=g)
+    upstream = torch.randn(7, generator=g)
+
+    got = head_logprobs(hidden, weight, targets, chunk)
+    (got * upstream).sum().backward()
+    gh, gw = hidden.grad.clone(), weight.grad.clone()  # type: ignore[union-attr]
+    hidden.grad, weight.grad = None, None
+
+    ref = torch.log_softmax(hidden @ weight.T, -1).gather(-1, targets[:, None])[:, 0]
+    (ref * upstream).sum().backward()
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert torch.allclose(gh, hidden.grad, atol=1e-5)  # type: ignore[arg-type]
+    assert torch.allclose(gw, weight.grad, atol=1e-5)  # type: ignore[arg-type]
+
+
+def test_head_logprobs_frozen_head_and_empty() -> None:
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(4, 3, generator=g, requires_grad=True)
+    frozen = torch.randn(6, 3, generator=g)
+    targets = torch.tensor([0, 5, 2, 2])
+    head_logprobs(hidden, frozen, targets, 2).sum().backward()  # a frozen head (LoRA): no weight gradient
+    assert frozen.grad is None and hidden.grad is not None
+    empty = torch.zeros(0, 3, requires_grad=True)
+    assert head_logprobs(empty, frozen, torch.zeros(0, dtype=torch.long)).shape == (0,)
+    with pytest.raises(ValueError, match="hidden must be"):
+        head_logprobs(hidden, frozen, targets[:2])

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from searchrl.models import tiny_model
 from searchrl.trainer.metrics import read_metrics
 
 BIN = [sys.executable, "-m", "searchrl.cli"]
@@ -27,11 +26,8 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(smol_tokenizer, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    path = tmp_path_factory.mktemp("tiny")
-    tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0).save_pretrained(path)
-    smol_tokenizer.save_pretrained(path)
-    return path
+def tiny_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 def test_config_errors_exit_2() -> None:
@@ -185,6 +181,24 @@ def test_eval_own_corpus_two_methods_with_judge(tiny_dir: Path, tmp_path: Path, 
     assert len(_NoJudge.seen) == answered  # unanswered rows are judged 0 without a request
     rag_rows = (tmp_path / "ev" / "rag.jsonl").read_text()
     assert '"searches": 0' in rag_rows
+
+    dead = run(  # the stub is shut down: the judge fails, the evaluation is still written
+        "eval",
+        f"model.path={tiny_dir}",
+        "data.max_examples=1",
+        "rollout.max_new_tokens=4",
+        "--dataset",
+        str(hotpot),
+        "--own-corpus",
+        "--method",
+        "direct",
+        "--out",
+        str(tmp_path / "dead"),
+        "--judge-url",
+        f"http://127.0.0.1:{server.server_port}/v1",
+    )
+    assert dead.returncode == 0 and "LLM judge failed" in dead.stderr, dead.stderr[-2000:]
+    assert all(r["judge"] is None for r in rows_of(tmp_path / "dead" / "direct"))
 
     bad = run("eval", f"model.path={tiny_dir}", "--dataset", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2

@@ -293,7 +293,9 @@ def eval_cmd(
                     rollout_limits(cfg),
                     progress=advance,
                 )
-            rows.extend(_judged(got, judge) if judge is not None else got)
+            rows.extend(got)
+        if judge is not None:
+            rows = _judged(rows, judge, console)
         # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
         by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
         tables[m] = write_results(out, m, rows, key=by)
@@ -302,12 +304,18 @@ def eval_cmd(
     typer.echo(text)
 
 
-def _judged(rows, judge):  # type: ignore[no-untyped-def]
+def _judged(rows, judge, console):  # type: ignore[no-untyped-def]
+    """Rows with the judge's verdicts; on a judge failure, the rows unjudged (the evaluation is kept)."""
     from dataclasses import replace
 
-    from searchrl.eval.judge import judge_rows
+    from searchrl.eval.judge import JudgeError, judge_rows
 
-    return [replace(r, judge=v) for r, v in zip(rows, judge_rows(rows, judge), strict=True)]
+    try:
+        verdicts = judge_rows(rows, judge)
+    except JudgeError as err:
+        console.print(f"[yellow]LLM judge failed, results written without it:[/yellow] {err}")
+        return rows
+    return [replace(r, judge=v) for r, v in zip(rows, verdicts, strict=True)]
 
 
 @contextmanager

@@ -390,9 +390,11 @@ def best_em(tables: dict[str, dict[str, Any]]) -> dict[str, float]:
     return {g: max(v) for g, v in ems.items() if max(v) > min(v)}
 
 
-def result_row(label: str, group: str, m: dict[str, Any], best: dict[str, float]) -> str:
+def result_row(
+    label: str, group: str, m: dict[str, Any], best: dict[str, float], columns: tuple[tuple[str, str, str], ...]
+) -> str:
     cells = []
-    for key, _, spec in TABLE_COLUMNS:
+    for key, _, spec in columns:
         hit = key == "em" and group in best and m.get(key) == best[group]
         cells.append(f"<td{' class=best' if hit else ''}>{fmt(m.get(key), spec)}</td>")
     return f'<tr class="result"><td>{esc(label)}</td><td>{esc(group)}</td>{"".join(cells)}</tr>'
@@ -402,8 +404,15 @@ def results_html(tables: dict[str, dict[str, Any]]) -> str:
     if not tables:
         return "<h2>Evaluation</h2><p>no evaluation results</p>"
     best = best_em(tables)
-    head = "".join(f"<th>{name}</th>" for _, name, _ in TABLE_COLUMNS)
-    rows = [result_row(label, g, m, best) for label, t in tables.items() for g, m in t.items() if isinstance(m, dict)]
+    judged = any(isinstance(m, dict) and "judge" in m for t in tables.values() for m in t.values())
+    columns = tuple(c for c in TABLE_COLUMNS if judged or c[0] != "judge")
+    head = "".join(f"<th>{name}</th>" for _, name, _ in columns)
+    rows = [
+        result_row(label, g, m, best, columns)
+        for label, t in tables.items()
+        for g, m in t.items()
+        if isinstance(m, dict)
+    ]
     return f'<h2>Evaluation</h2><table id="results"><tr><th>method</th><th>group</th>{head}</tr>{"".join(rows)}</table>'
 
 

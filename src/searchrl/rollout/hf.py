@@ -82,7 +82,8 @@ class HFGenerator:
         self.state = _CacheState()
         self.tokens_fed = 0  # prefill + decode tokens run through the model (for benchmarks)
         # transformers 5 renamed `past_key_values` to `cache`; accept either generation of the API
-        params = inspect.signature(model.forward).parameters
+        base: Any = getattr(model, "get_base_model", lambda: model)()  # peft's wrapper hides the signature
+        params = inspect.signature(base.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
     @property

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from searchrl.algorithms.logprobs import head_logprobs
+
 
 def _body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
     """The transformer body and the output head of a causal LM (peft-wrapped or not)."""
@@ -42,6 +44,9 @@ def token_logprobs(
     where = positions.bool()
     h = hidden[where]  # [N, H]
     targets = input_ids[:, 1:][where]  # [N]
+    if not with_entropy and isinstance(head, torch.nn.Linear) and head.bias is None:
+        flat = head_logprobs(h, head.weight, targets, chunk)  # logits recomputed in backward, never stored
+        return hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, flat), None
     lp_parts, ent_parts = [], []
     for s in range(0, h.shape[0], chunk):
         logits = head(h[s : s + chunk]).float()  # [n, V], one chunk at a time
