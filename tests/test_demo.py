@@ -28,7 +28,10 @@ def demo_args(model: Path, out: Path) -> list[str]:
 
 def test_demo_interrupted_then_resumed(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    proc = subprocess.Popen([*BIN, *demo_args(tiny_model_dir, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps log lines at the terminal width
+    proc = subprocess.Popen(
+        [*BIN, *demo_args(tiny_model_dir, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out / "sft.json").is_file() and proc.poll() is None:
         time.sleep(0.05)
@@ -40,9 +43,7 @@ def test_demo_interrupted_then_resumed(tiny_model_dir: Path, tmp_path: Path) -> 
     done_before = sorted(p.name for p in (out / "eval").glob("*.json"))
     assert {"direct_base.json", "rag_base.json"} <= set(done_before)
 
-    res = subprocess.run(
-        [*BIN, *demo_args(tiny_model_dir, out)], capture_output=True, text=True, timeout=600, env=os.environ.copy()
-    )
+    res = subprocess.run([*BIN, *demo_args(tiny_model_dir, out)], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "direct_base: done before" in res.stderr and "sft: done before" in res.stderr
     summary = json.loads((out / "summary.json").read_text())

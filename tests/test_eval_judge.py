@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from searchrl.eval.judge import JudgeConfig, JudgeError, LLMJudge, Verdict, judge_accuracy, judge_rows
+from searchrl.eval.judge import (
+    JudgeConfig,
+    JudgeError,
+    LLMJudge,
+    Verdict,
+    judge_accuracy,
+    judge_rows,
+    with_verdicts,
+)
 from searchrl.eval.run import EvalRow
 
 KEY_ENV = "SEARCHRL_TEST_JUDGE_KEY"
@@ -254,6 +262,33 @@ def test_judge_rows_on_eval_rows(stub: Stub) -> None:
     assert len(stub.requests) == 3  # the row without an answer is not sent
     assert judge_accuracy(values) == pytest.approx(1 / 3)
     assert math.isnan(judge_accuracy([None, None])) and math.isnan(judge_accuracy([]))
+
+
+def test_with_verdicts_keeps_rows_when_the_judge_is_dead(stub: Stub) -> None:
+    rows = [
+        EvalRow(
+            id="ex0",
+            dataset="nq",
+            group="nq",
+            question="q",
+            golds=["Paris"],
+            answer="paris",
+            em=1.0,
+            f1=1.0,
+            cover_em=1.0,
+            searches=1,
+            finish="answer",
+            response="",
+            spans=[],
+        )
+    ]
+    with make_judge(stub.url) as judge:
+        judged, failure = with_verdicts(rows, judge)
+    assert failure is None and judged[0].judge == 1.0 and judged[0].em == 1.0
+    config = JudgeConfig(base_url=f"http://127.0.0.1:{closed_port()}/v1", model="m", max_retries=1)
+    with LLMJudge(config, backoff_s=0.001) as dead:
+        kept, failure = with_verdicts(rows, dead)
+    assert kept == rows and failure is not None and "ConnectError" in failure
 
 
 def test_config_is_validated() -> None:

@@ -275,7 +275,7 @@ def eval_cmd(
         raise typer.Exit(2) from None
     judge = None
     if judge_url is not None:
-        from searchrl.eval.judge import JudgeConfig, LLMJudge
+        from searchrl.eval.judge import JudgeConfig, LLMJudge, with_verdicts
 
         judge = LLMJudge(JudgeConfig(base_url=judge_url, model=judge_model, api_key_env=judge_key_env))
     tables = {}
@@ -295,27 +295,15 @@ def eval_cmd(
                 )
             rows.extend(got)
         if judge is not None:
-            rows = _judged(rows, judge, console)
+            rows, failure = with_verdicts(rows, judge)
+            if failure is not None:
+                console.print(f"[yellow]LLM judge failed; results written without it:[/yellow] {failure}")
         # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
         by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
         tables[m] = write_results(out, m, rows, key=by)
     text = markdown_table(tables)
     atomic_write_text(out / "results.md", text)
     typer.echo(text)
-
-
-def _judged(rows, judge, console):  # type: ignore[no-untyped-def]
-    """Rows with the judge's verdicts; on a judge failure, the rows unjudged (the evaluation is kept)."""
-    from dataclasses import replace
-
-    from searchrl.eval.judge import JudgeError, judge_rows
-
-    try:
-        verdicts = judge_rows(rows, judge)
-    except JudgeError as err:
-        console.print(f"[yellow]LLM judge failed, results written without it:[/yellow] {err}")
-        return rows
-    return [replace(r, judge=v) for r, v in zip(rows, verdicts, strict=True)]
 
 
 @contextmanager
@@ -429,9 +417,9 @@ def demo(
     try:
         summary = run_demo(cfg, quick=quick, log=lambda msg: console.print(f"[cyan]demo[/cyan] {msg}"), console=console)
     except KeyboardInterrupt:
-        console.print(
-            f"[yellow]interrupted[/yellow]: finished stages are kept in {cfg.output_dir}; "
-            "run the same command again to continue from there"
+        typer.echo(
+            f"interrupted: finished stages are kept in {cfg.output_dir}; run the same command again to continue",
+            err=True,
         )
         raise typer.Exit(130) from None
     typer.echo(markdown_table(summary["tables"]))

@@ -255,6 +255,18 @@ def judge_rows(
     return [None if v.correct is None else float(v.correct) for v in verdicts]
 
 
+def with_verdicts(rows: Sequence[EvalRow], judge: LLMJudge) -> tuple[list[EvalRow], str | None]:
+    """``rows`` with their ``judge`` field filled, and None; or, when the judge fails, the rows unchanged
+    and the error text (the evaluation is kept; only the judge column is missing)."""
+    from dataclasses import replace
+
+    try:
+        values = judge_rows(rows, judge)
+    except JudgeError as err:
+        return list(rows), str(err)
+    return [replace(r, judge=v) for r, v in zip(rows, values, strict=True)], None
+
+
 def judge_accuracy(values: Sequence[float | None]) -> float:
     """Mean over the judged rows (None skipped); nan when none was judged."""
     known = [v for v in values if v is not None]
