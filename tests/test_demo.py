@@ -1,52 +1,53 @@
-"""`searchrl demo` end to end with a tiny model: every stage runs, Ctrl-C leaves a run that the same
-command continues (finished evaluations and the warm start are not redone), and the report renders."""
+"""`searchrl demo` end to end with a tiny model: every stage runs; an interrupt (Ctrl-C) leaves a run
+that the same command continues without redoing finished evaluations or the warm start; the CLI turns
+Ctrl-C into exit code 130 with a hint; the report renders the finished run."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
+import pytest
+
+from searchrl.config import Config, load_config
+from searchrl.demo import run_demo
+
 BIN = [sys.executable, "-m", "searchrl.cli"]
+DEMO_YAML = Path(str(files("searchrl") / "configs" / "demo.yaml"))
 
 
-def demo_args(model: Path, out: Path) -> list[str]:
-    return [
-        "demo",
-        "--quick",
-        f"model.path={model}",
-        f"output_dir={out}",
-        "rollout.max_new_tokens=6",
-        "rollout.max_turns=2",
-        "train.lora_r=4",
-    ]
+def overrides(model: Path, out: Path) -> list[str]:
+    small = ["rollout.max_new_tokens=6", "rollout.max_turns=2", "train.lora_r=4"]
+    return [f"model.path={model}", f"output_dir={out}", *small]
 
 
-def test_demo_interrupted_then_resumed(tiny_model_dir: Path, tmp_path: Path) -> None:
+def tiny_cfg(model: Path, out: Path) -> Config:
+    return load_config(DEMO_YAML, overrides(model, out))
+
+
+def test_demo_interrupted_after_warm_start_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    env = {**os.environ, "COLUMNS": "200"}  # rich wraps log lines at the terminal width
-    proc = subprocess.Popen(
-        [*BIN, *demo_args(tiny_model_dir, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (out / "sft.json").is_file() and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert b"run the same command again" in err
-    done_before = sorted(p.name for p in (out / "eval").glob("*.json"))
-    assert {"direct_base.json", "rag_base.json"} <= set(done_before)
+    first: list[str] = []
 
-    res = subprocess.run([*BIN, *demo_args(tiny_model_dir, out)], capture_output=True, text=True, timeout=600, env=env)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "direct_base: done before" in res.stderr and "sft: done before" in res.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    def ctrl_c_after_sft(msg: str) -> None:  # Ctrl-C at a known point: right after the warm start
+        first.append(msg)
+        if msg.startswith("sft:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tiny_cfg(tiny_model_dir, out), quick=True, log=ctrl_c_after_sft)
+    assert {p.name for p in (out / "eval").glob("*.json")} == {"direct_base.json", "rag_base.json"}
+    assert (out / "sft.json").is_file() and (out / "ckpt-000000" / "policy.safetensors").is_file()
+
+    second: list[str] = []
+    summary = run_demo(tiny_cfg(tiny_model_dir, out), quick=True, log=second.append)
+    done_before = [m.split(":")[0] for m in second if "done before" in m]
+    assert done_before == ["direct_base", "rag_base", "sft"]
     assert list(summary["tables"]) == ["direct_base", "rag_base", "rag_sft", "agent_sft", "agent_rl"]
     assert summary["plan"]["rl_steps"] == 1 and len(summary["rl_rewards"]) == 1
     assert (out / "ckpt-000001" / "policy.safetensors").is_file()
@@ -55,3 +56,17 @@ def test_demo_interrupted_then_resumed(tiny_model_dir: Path, tmp_path: Path) -> 
     report = subprocess.run([*BIN, "report", str(out)], capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
     assert "agent_rl" in (out / "report.html").read_text()
+
+
+def test_cli_ctrl_c_exits_130_with_a_hint(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "COLUMNS": "200"}
+    args = [*BIN, "demo", "--quick", *overrides(tiny_model_dir, out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "config.yaml").is_file():  # written before any stage
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert b"run the same command again" in err
