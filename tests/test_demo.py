@@ -62,7 +62,15 @@ def test_cli_ctrl_c_exits_130_with_a_hint(tiny_model_dir: Path, tmp_path: Path) 
     out = tmp_path / "demo"
     env = {**os.environ, "COLUMNS": "200"}
     args = [*BIN, "demo", "--quick", *overrides(tiny_model_dir, out)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # a shell running tests in the background (`cmd &`) ignores SIGINT, and children inherit that: a
+    # terminal's Ctrl-C reaches a process with the default disposition, so give the child that
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "config.yaml").is_file():  # written before any stage
         time.sleep(0.02)
