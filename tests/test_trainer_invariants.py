@@ -101,3 +101,80 @@ def test_non_finite_batch_is_skipped_not_applied(smol_tokenizer, tmp_path: Path)
     assert metrics["actor/skipped_steps"] == 1.0
     for n, p in trainer.policy.named_parameters():
         assert torch.equal(p, before[n]), n
+
+
+def _const_or_low_half(vocab: int, const_calls: range | None = None):  # type: ignore[no-untyped-def]
+    """Low-half reward, except golds ("const",) (and every call in ``const_calls``) earn a flat 1.0."""
+    from test_trainer_learning import low_half_reward
+
+    low = low_half_reward(vocab)
+    calls = iter(range(10**6))
+
+    def reward(traj, golds):  # type: ignore[no-untyped-def]
+        n = next(calls)
+        if golds == ("const",) or (const_calls is not None and n in const_calls):
+            return 1.0
+        return low(traj, golds)
+
+    return reward
+
+
+def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_golds: bool = True):  # type: ignore[no-untyped-def]
+    from test_trainer_learning import make_trainer
+
+    from searchrl.types import QAExample
+
+    examples = [
+        QAExample(f"toy/{i}", f"Question {i}?", ("const",) if const_golds and i % 2 == 0 else ("x",), "toy")
+        for i in range(4)
+    ]
+    runs = {}
+    for fast in (True, False):
+        torch.manual_seed(0)
+        trainer = make_trainer(
+            smol_tokenizer,
+            "grpo",
+            tmp_path / str(fast),
+            steps=steps,
+            extra=("train.epochs=1", f"train.fast_paths={fast}"),
+        )
+        trainer.examples = examples
+        trainer.reward_fn = reward_of(len(smol_tokenizer))
+        snapshots, metrics = [], []
+        for _ in range(steps):
+            metrics.append(trainer.step())
+            snapshots.append({n: p.detach().clone() for n, p in trainer.policy.named_parameters()})
+        runs[fast] = (snapshots, metrics)
+    return runs
+
+
+def test_fast_paths_give_the_same_update(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No old-log-prob pass and no zero-advantage rows: the parameters after each step are unchanged."""
+    runs = _fast_vs_slow(smol_tokenizer, tmp_path, _const_or_low_half, steps=3)
+    (fast, fast_metrics), (slow, slow_metrics) = runs[True], runs[False]
+    assert sum(m["actor/rows_skipped"] for m in fast_metrics) > 0  # some constant-reward groups were skipped
+    assert all("actor/rows_skipped" not in m for m in slow_metrics)
+    for step_fast, step_slow in zip(fast, slow, strict=True):
+        for n, p in step_fast.items():
+            assert torch.allclose(p, step_slow[n], atol=1e-6, rtol=1e-5), n
+    assert all(
+        m["perf/time_logprobs"] < s["perf/time_logprobs"] for m, s in zip(fast_metrics, slow_metrics, strict=True)
+    )
+
+
+def test_all_zero_advantage_step_still_applies_momentum(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A step where every row is skipped still steps AdamW with a zero gradient, as the slow path does."""
+    runs = _fast_vs_slow(
+        smol_tokenizer,
+        tmp_path,
+        lambda vocab: _const_or_low_half(vocab, const_calls=range(16, 32)),
+        steps=2,
+        const_golds=False,
+    )
+    (fast, fast_metrics), (slow, _) = runs[True], runs[False]
+    assert fast_metrics[0]["actor/rows_skipped"] == 0.0
+    assert fast_metrics[1]["actor/rows_skipped"] == 1.0
+    moved = [n for n, p in fast[1].items() if not torch.equal(p, fast[0][n])]
+    assert moved  # momentum from step 1 moved the weights in step 2
+    for n, p in fast[1].items():
+        assert torch.allclose(p, slow[1][n], atol=1e-6, rtol=1e-5), n

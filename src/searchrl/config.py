@@ -122,6 +122,14 @@ class TrainConfig(Section):
     mask_retrieved_tokens: bool = Field(
         True, description="Mask injected passages out of every loss term (false = the papers' ablation)."
     )
+    fast_paths: bool = Field(
+        True,
+        description=(
+            "Skip work that cannot change the update: the old log-prob pass when the step is fully on-policy "
+            "(one epoch, one mini-batch, no KL in the reward) and rows whose advantages are all zero when no "
+            "other loss term (KL in the loss, entropy, critic) needs them."
+        ),
+    )
     checkpoint_every: int = Field(5, ge=1, description="Steps between checkpoints.")
     sft_examples: int = Field(0, ge=0, description="Gold trajectories for an SFT warm start (0 = none).")
     sft_epochs: int = Field(1, ge=1, description="Epochs of the SFT warm start.")

@@ -5,7 +5,11 @@ Deviations from the papers, on purpose:
 * One ``loss_mask`` (from the rollout) drives the policy loss, KL, entropy, value loss and advantage
   whitening; ``train.mask_retrieved_tokens: false`` is the ablation, applied once at collation.
 * Old log-probs are recomputed with the training forward pass rather than taken from the sampler, so
-  the first PPO ratio is exactly 1 even when sampling used another numerical path (e.g. vLLM).
+  the first PPO ratio is exactly 1 even when sampling used another numerical path (e.g. vLLM). When a
+  step is fully on-policy (one epoch, one mini-batch) that pass is skipped and the detached new
+  log-probs stand in for it: the same gradient, one forward pass fewer (``train.fast_paths``).
+* Rows whose advantages are all zero (a GRPO group with equal rewards) are not run through the update
+  when no other loss term needs them; their gradient is exactly zero anyway (``train.fast_paths``).
 * Gradient accumulation weights each micro-batch by its share of the mini-batch's tokens (or rows),
   so micro-batch size x accumulation steps does not change the update.
 * A non-finite loss or gradient skips that optimizer step and is logged (``actor/skipped_steps``).
@@ -67,7 +71,7 @@ class Scored:
     """A rollout batch with everything the update needs (all [B, T-1] unless noted)."""
 
     batch: RolloutBatch
-    old_logprobs: torch.Tensor
+    old_logprobs: torch.Tensor | None  # None: fully on-policy, the update uses the detached new log-probs
     ref_logprobs: torch.Tensor | None
     old_values: torch.Tensor | None
     advantages: torch.Tensor
@@ -198,10 +202,24 @@ class Trainer:
             outs.append(lp)
         return torch.cat(outs)
 
+    def _on_policy(self, batch_size: int) -> bool:
+        """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
+        t = self.cfg.train
+        kl_needs_old = self.reference is not None and t.kl_in_reward
+        return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
+
+    def _only_policy_loss(self) -> bool:
+        """Whether a row with zero advantages contributes exactly nothing to the loss."""
+        t = self.cfg.train
+        kl_in_loss = self.reference is not None and not t.kl_in_reward
+        return t.fast_paths and not kl_in_loss and t.entropy_coef == 0 and self.critic is None
+
     @torch.no_grad()
-    def stage_logprobs(self, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def stage_logprobs(
+        self, batch: RolloutBatch
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         self.policy.eval()
-        old = self._forward_chunks(self.policy, batch)
+        old = None if self._on_policy(batch.size) else self._forward_chunks(self.policy, batch)
         ref = None
         if self.reference is not None:
             with self.reference.model() as ref_model:
@@ -213,11 +231,12 @@ class Trainer:
 
     @torch.no_grad()
     def stage_advantages(
-        self, batch: RolloutBatch, old: torch.Tensor, ref: torch.Tensor | None, values: torch.Tensor | None
+        self, batch: RolloutBatch, old: torch.Tensor | None, ref: torch.Tensor | None, values: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.cfg.train
         kl = None
         if ref is not None and t.kl_in_reward:
+            assert old is not None  # _on_policy never drops the old log-probs when the KL is in the reward
             kl = KL_ESTIMATORS[t.kl_estimator](old, ref) * batch.loss_mask
         estimator = ADVANTAGE_ESTIMATORS[ESTIMATOR_OF[t.algorithm]]
         return estimator(
@@ -246,16 +265,25 @@ class Trainer:
     def _minibatch(self, scored: Scored, index: torch.Tensor) -> dict[str, float]:
         t = self.cfg.train
         total_tokens = float(scored.batch.loss_mask[index].sum().clamp(min=1))
+        n_rows = len(index)
         self.optimizer.zero_grad(set_to_none=True)
         if self.critic_opt is not None:
             self.critic_opt.zero_grad(set_to_none=True)
         out: dict[str, float] = {}
         finite = True
+        if self._only_policy_loss():  # zero-advantage rows add exactly 0 to the gradient: do not run them
+            keep = ~(scored.advantages[index] * scored.batch.loss_mask[index] == 0).all(-1)
+            out["actor/rows_skipped"] = float((~keep).sum()) / len(index)
+            if not keep.any():  # an all-zero gradient still steps the optimizer (momentum, weight decay)
+                for p in self.policy.parameters():
+                    if p.requires_grad:
+                        p.grad = torch.zeros_like(p)
+            index = index[keep]
         for s in range(0, len(index), t.micro_batch):
             idx = index[s : s + t.micro_batch]
             weight = float(scored.batch.loss_mask[idx].sum()) / total_tokens
             if t.loss_agg != "token-mean":
-                weight = len(idx) / len(index)
+                weight = len(idx) / n_rows
             parts = self._micro_losses(scored, idx)
             loss = parts.pop("loss")
             if not torch.isfinite(loss):
@@ -285,9 +313,10 @@ class Trainer:
         b = scored.batch.select(idx)
         mask = b.loss_mask
         new, ent = token_logprobs(self.policy, b.input_ids, b.attention_mask, mask, with_entropy=t.entropy_coef > 0)
+        old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
         pl = clipped_policy_loss(
             new,
-            scored.old_logprobs[idx],
+            old,
             scored.advantages[idx],
             mask,
             clip_low=t.clip_eps,
