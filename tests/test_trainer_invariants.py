@@ -120,9 +120,8 @@ def _const_or_low_half(vocab: int, const_calls: range | None = None):  # type: i
 
 
 def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_golds: bool = True):  # type: ignore[no-untyped-def]
-    from test_trainer_learning import make_trainer
-
     from searchrl.types import QAExample
+    from test_trainer_learning import make_trainer
 
     examples = [
         QAExample(f"toy/{i}", f"Question {i}?", ("const",) if const_golds and i % 2 == 0 else ("x",), "toy")

@@ -54,7 +54,7 @@ class DemoPlan:
     def make(cls, quick: bool) -> DemoPlan:
         if quick:  # a few minutes: every stage runs, on less
             return cls(eval_per_type=6, sft_1hop=8, sft_2hop=16, rl_steps=1, rl_prompts=2)
-        return cls(eval_per_type=20, sft_1hop=16, sft_2hop=40, rl_steps=4)
+        return cls(eval_per_type=20, sft_1hop=16, sft_2hop=40, rl_steps=6)
 
 
 def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
@@ -180,6 +180,7 @@ def run_demo(
                     trajs,
                     int(tok.pad_token_id),
                     epochs=cfg.train.sft_epochs,
+                    micro_batch=cfg.train.micro_batch,
                     lr=cfg.train.sft_lr,
                     seed=cfg.seed,
                     on_step=lambda i, loss: advance(1, f"loss {loss:.3f}"),

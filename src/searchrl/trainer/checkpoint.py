@@ -53,7 +53,8 @@ def save_checkpoint(
     generator: torch.Generator | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write ``run_dir/ckpt-<step>`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    """Write ``run_dir/ckpt-<step>`` atomically, point ``latest`` at it, keep the newest ``keep`` and step 0
+    (the policy RL started from, e.g. a warm start, stays comparable with every later step)."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -75,7 +76,8 @@ def save_checkpoint(
         )
     atomic_write_text(run_dir / "latest", final.name)
     for old in sorted(run_dir.glob("ckpt-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != "ckpt-000000":
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
