@@ -53,7 +53,7 @@ class DemoPlan:
     @classmethod
     def make(cls, quick: bool) -> DemoPlan:
         if quick:  # a few minutes: every stage runs, on less
-            return cls(eval_per_type=6, sft_1hop=8, sft_2hop=16, rl_steps=1, rl_prompts=2)
+            return cls(eval_per_type=5, sft_1hop=8, sft_2hop=8, rl_steps=1, rl_prompts=2)
         return cls(eval_per_type=20, sft_1hop=16, sft_2hop=40, rl_steps=4)
 
 
