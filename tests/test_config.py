@@ -88,3 +88,23 @@ def test_every_field_documented() -> None:
         return missing
 
     assert walk(Config) == []
+
+
+def test_reward_schedule_loads_and_rejects_bad_orders() -> None:
+    cfg = load_config(
+        None, ["train.reward_schedule=[{reward: r1_searcher_stage1, until_step: 50}, {reward: r1_searcher_stage2}]"]
+    )
+    assert [(s.reward, s.until_step) for s in cfg.train.reward_schedule] == [
+        ("r1_searcher_stage1", 50),
+        ("r1_searcher_stage2", None),
+    ]
+    with pytest.raises(ConfigError, match="the last must have none"):
+        load_config(None, ["train.reward_schedule=[{reward: em, until_step: 5}]"])
+    with pytest.raises(ConfigError, match="strictly increase"):
+        load_config(
+            None, ["train.reward_schedule=[{reward: em, until_step: 5}, {reward: f1, until_step: 5}, {reward: em}]"]
+        )
+    with pytest.raises(ConfigError, match="until_stpe"):
+        load_config(None, ["train.reward_schedule=[{reward: em, until_stpe: 5}, {reward: f1}]"])
+    with pytest.raises(ConfigError, match=r"reward_schedule\.0\.reward: Input should be .em."):
+        load_config(None, ["train.reward_schedule=[{reward: bleu}]"])

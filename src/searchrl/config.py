@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -92,12 +93,27 @@ class RolloutConfig(Section):
     group_size: int = Field(4, ge=1, description="Samples per prompt (GRPO/RLOO groups).")
 
 
+RewardName = Literal["em", "cover_em", "f1", "em_format", "r1_searcher_stage1", "r1_searcher_stage2"]
+
+
+class RewardStageConfig(Section):
+    reward: RewardName = Field(description="Reward of this stage (searchrl.rewards.outcome.REWARD_FUNCTIONS).")
+    until_step: int | None = Field(
+        None, ge=1, description="The stage covers RL steps before this one; leave it out on the last stage."
+    )
+
+
 class TrainConfig(Section):
     algorithm: Literal["ppo", "grpo", "reinforce_pp", "reinforce_pp_baseline", "rloo"] = Field(
         "grpo", description="Advantage estimator and loss family."
     )
-    reward: Literal["em", "cover_em", "f1", "em_format", "r1_searcher_stage1", "r1_searcher_stage2"] = Field(
-        "em", description="Outcome reward (searchrl.rewards.outcome.REWARD_FUNCTIONS)."
+    reward: RewardName = Field("em", description="Outcome reward (searchrl.rewards.outcome.REWARD_FUNCTIONS).")
+    reward_schedule: list[RewardStageConfig] = Field(
+        default_factory=list,
+        description=(
+            "Rewards that switch by step, e.g. R1-Searcher's stage 1 then stage 2 in one run "
+            "(empty = train.reward throughout)."
+        ),
     )
     steps: int = Field(10, ge=0, description="RL steps (one rollout batch each).")
     prompts_per_step: int = Field(4, ge=1, description="Distinct questions per step.")
@@ -134,6 +150,19 @@ class TrainConfig(Section):
     sft_examples: int = Field(0, ge=0, description="Gold trajectories for an SFT warm start (0 = none).")
     sft_epochs: int = Field(1, ge=1, description="Epochs of the SFT warm start.")
     sft_lr: float = Field(3e-4, gt=0, description="SFT learning rate.")
+
+    @field_validator("reward_schedule")
+    @classmethod
+    def _schedule_in_order(cls, stages: list[RewardStageConfig]) -> list[RewardStageConfig]:
+        if not stages:
+            return stages
+        ends = [s.until_step for s in stages[:-1]]
+        if any(e is None for e in ends) or stages[-1].until_step is not None:
+            raise ValueError("every stage but the last needs until_step, and the last must have none")
+        bounds = [e for e in ends if e is not None]
+        if any(b <= a for a, b in pairwise(bounds)):
+            raise ValueError(f"until_step must strictly increase across stages, got {bounds}")
+        return stages
 
 
 class Config(Section):

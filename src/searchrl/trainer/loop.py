@@ -36,6 +36,7 @@ from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.outcome import REWARD_FUNCTIONS, reward_input
+from searchrl.rewards.schedules import RewardSchedule, RewardStage
 from searchrl.rollout.backend import SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
 from searchrl.rollout.hf import HFGenerator
@@ -117,7 +118,12 @@ class Trainer:
         if t.kl_in_reward and t.algorithm in ("grpo", "rloo") and t.kl_coef > 0:
             raise ValueError(f"train.algorithm={t.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         self.cfg, self.tokenizer, self.examples = cfg, tokenizer, list(examples)
-        self.reward_fn = reward_fn or named_reward(t.reward, PROTOCOLS[cfg.rollout.protocol])
+        protocol = PROTOCOLS[cfg.rollout.protocol]
+        stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule)
+        self.schedule = RewardSchedule(stages) if stages else None  # train.reward_schedule overrides train.reward
+        self.scheduled = {s.reward: named_reward(s.reward, protocol) for s in stages}
+        self.reward_fn = reward_fn or named_reward(t.reward, protocol)
+        self.custom_reward = reward_fn is not None
         self.run_dir = Path(run_dir)
         seed_everything(cfg.seed)
         self.lora = t.lora_r > 0
@@ -187,6 +193,8 @@ class Trainer:
     def stage_reward(self, examples: list[QAExample], trajs: list[Trajectory]) -> tuple[list[float], list[float]]:
         """(rewards, exact match) per trajectory; trajectories come grouped by example."""
         fn = self.reward_fn
+        if self.schedule is not None and not self.custom_reward:
+            fn = self.scheduled[self.schedule.reward_name(self.state.step)]
         golds = [ex.answers for ex in examples for _ in range(self.cfg.rollout.group_size)]
         rewards = [fn(t, g) for t, g in zip(trajs, golds, strict=True)]
         em = [exact_match(t.answer, g) if t.answer is not None else 0.0 for t, g in zip(trajs, golds, strict=True)]
@@ -369,8 +377,10 @@ class Trainer:
         stats = self.stage_update(Scored(batch, old, ref, values, adv, ret, trajs))
         timings["perf/time_update"] = time.perf_counter() - t2
         timings["perf/time_step"] = time.perf_counter() - t0
-        self.state.step += 1
         metrics = {**rollout_metrics(trajs, rewards, em), **stats, **timings}
+        if self.schedule is not None and not self.custom_reward:
+            metrics["reward/stage"] = float(self.schedule.stage_index(self.state.step))
+        self.state.step += 1
         self.metrics.log(self.state.step, metrics)
         best = int(np.argmax(rewards))
         self.metrics.text(
