@@ -25,13 +25,16 @@ def _body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
     return body, head
 
 
+LOGPROB_CHUNK = 256  # rows of vocabulary logits alive at once (256 x 49,152 fp32 = 50 MB for SmolLM2)
+
+
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     positions: torch.Tensor,
     *,
-    chunk: int = 512,
+    chunk: int = LOGPROB_CHUNK,
     with_entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs of the target tokens, differentiable.
