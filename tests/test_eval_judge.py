@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from http_stub import send_json
 from searchrl.eval.judge import (
     JudgeConfig,
     JudgeError,
@@ -86,14 +87,7 @@ def stub() -> Iterator[Stub]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
-            status, payload, headers = state.answer(self.path, dict(self.headers), json.loads(raw))
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(status)
-            for key, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, *state.answer(self.path, dict(self.headers), json.loads(raw)))
 
         def log_message(self, *args: Any) -> None:
             pass

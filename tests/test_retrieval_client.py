@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from http_stub import send_json
 from searchrl.config import RetrievalConfig, ServeConfig
 from searchrl.retrieval.base import RetrievalError, Retriever
 from searchrl.retrieval.bm25 import BM25Retriever
@@ -134,13 +135,7 @@ class Stub:
                 stub.requests.append({"body": body, "headers": dict(self.headers)})
                 status, payload, headers, delay = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
                 time.sleep(delay)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, headers)
 
             def log_message(self, *args: Any) -> None:
                 pass
