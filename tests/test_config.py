@@ -100,7 +100,7 @@ def test_reward_schedule_loads_and_rejects_bad_orders() -> None:
     ]
     with pytest.raises(ConfigError, match="the last must have none"):
         load_config(None, ["train.reward_schedule=[{reward: em, until_step: 5}]"])
-    with pytest.raises(ConfigError, match="strictly increase"):
+    with pytest.raises(ConfigError, match="strictly increasing"):
         load_config(
             None, ["train.reward_schedule=[{reward: em, until_step: 5}, {reward: f1, until_step: 5}, {reward: em}]"]
         )

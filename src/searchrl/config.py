@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from searchrl.rewards.schedules import RewardSchedule, RewardStage
 
 
 class ConfigError(ValueError):
@@ -154,14 +155,8 @@ class TrainConfig(Section):
     @field_validator("reward_schedule")
     @classmethod
     def _schedule_in_order(cls, stages: list[RewardStageConfig]) -> list[RewardStageConfig]:
-        if not stages:
-            return stages
-        ends = [s.until_step for s in stages[:-1]]
-        if any(e is None for e in ends) or stages[-1].until_step is not None:
-            raise ValueError("every stage but the last needs until_step, and the last must have none")
-        bounds = [e for e in ends if e is not None]
-        if any(b <= a for a, b in pairwise(bounds)):
-            raise ValueError(f"until_step must strictly increase across stages, got {bounds}")
+        if stages:  # RewardSchedule raises ValueError naming what is out of order
+            RewardSchedule(tuple(RewardStage(s.reward, s.until_step) for s in stages))
         return stages
 
 

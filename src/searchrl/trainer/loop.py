@@ -119,11 +119,10 @@ class Trainer:
             raise ValueError(f"train.algorithm={t.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         self.cfg, self.tokenizer, self.examples = cfg, tokenizer, list(examples)
         protocol = PROTOCOLS[cfg.rollout.protocol]
-        stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule)
-        self.schedule = RewardSchedule(stages) if stages else None  # train.reward_schedule overrides train.reward
+        stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule) or (RewardStage(t.reward),)
+        self.schedule = RewardSchedule(stages)  # train.reward_schedule, else train.reward throughout
         self.scheduled = {s.reward: named_reward(s.reward, protocol) for s in stages}
-        self.reward_fn = reward_fn or named_reward(t.reward, protocol)
-        self.custom_reward = reward_fn is not None
+        self.reward_fn = reward_fn  # an explicit reward function replaces the configured ones
         self.run_dir = Path(run_dir)
         seed_everything(cfg.seed)
         self.lora = t.lora_r > 0
@@ -192,9 +191,7 @@ class Trainer:
 
     def stage_reward(self, examples: list[QAExample], trajs: list[Trajectory]) -> tuple[list[float], list[float]]:
         """(rewards, exact match) per trajectory; trajectories come grouped by example."""
-        fn = self.reward_fn
-        if self.schedule is not None and not self.custom_reward:
-            fn = self.scheduled[self.schedule.reward_name(self.state.step)]
+        fn = self.reward_fn or self.scheduled[self.schedule.reward_name(self.state.step)]
         golds = [ex.answers for ex in examples for _ in range(self.cfg.rollout.group_size)]
         rewards = [fn(t, g) for t, g in zip(trajs, golds, strict=True)]
         em = [exact_match(t.answer, g) if t.answer is not None else 0.0 for t, g in zip(trajs, golds, strict=True)]
@@ -378,7 +375,7 @@ class Trainer:
         timings["perf/time_update"] = time.perf_counter() - t2
         timings["perf/time_step"] = time.perf_counter() - t0
         metrics = {**rollout_metrics(trajs, rewards, em), **stats, **timings}
-        if self.schedule is not None and not self.custom_reward:
+        if len(self.schedule.stages) > 1 and self.reward_fn is None:
             metrics["reward/stage"] = float(self.schedule.stage_index(self.state.step))
         self.state.step += 1
         self.metrics.log(self.state.step, metrics)
