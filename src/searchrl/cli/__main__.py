@@ -1,0 +1,5 @@
+"""``python -m searchrl.cli``."""
+
+from searchrl.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Evaluation subcommands: `eval`, `ask`, `report`, `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from searchrl.cli.common import ConfigOpt, Overrides, error_console, progress_bar, resolve, retriever_for
+
+
+def eval_cmd(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    method: Annotated[list[str] | None, typer.Option(help="direct | cot | rag | agent (repeatable)")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="QA file or world:<name>[:split] (repeatable); default data.eval")
+    ] = None,
+    own_corpus: Annotated[
+        bool, typer.Option(help="Retrieve from each dataset's own paragraphs (BM25 built on the fly).")
+    ] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Evaluate the policy of this run folder (its latest checkpoint).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <method>.jsonl, <method>.json and results.md")] = Path(
+        "runs/eval"
+    ),
+    judge_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible API root for an LLM judge, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    judge_model: Annotated[str, typer.Option(help="Model name sent to the judge endpoint.")] = "judge",
+    judge_key_env: Annotated[str, typer.Option(help="Environment variable with the judge's API key.")] = (
+        "OPENAI_API_KEY"
+    ),
+) -> None:
+    """Evaluate methods on datasets (test split for worlds), greedy; one table per method, one row per dataset.
+
+    A self-contained benchmark is one command, e.g.
+    ``searchrl eval --dataset hotpot_dev.jsonl --own-corpus --method rag --method agent``.
+    """
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.data.qa import DataError
+    from searchrl.data.sources import load_source
+    from searchrl.eval.run import METHODS, evaluate, markdown_table, write_results
+    from searchrl.models import load_policy
+    from searchrl.retrieval.bm25 import BM25Retriever
+    from searchrl.retrieval.corpus import CorpusError, passages_from_qa_file
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.trainer.loop import load_trained_policy, rollout_limits
+    from searchrl.utils import atomic_write_text
+
+    console = error_console()
+    methods = method or ["agent"]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        console.print(f"[red]unknown method {bad}; valid: {', '.join(METHODS)}[/red]")
+        raise typer.Exit(2)
+    if checkpoint is not None:
+        try:
+            cfg, model, tok, step = load_trained_policy(checkpoint, overrides)
+        except FileNotFoundError as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"policy: {checkpoint} (checkpoint step {step})")
+    else:
+        cfg = resolve(config, overrides)
+        model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    specs = dataset or [cfg.data.eval]
+    try:
+        sets = {spec: load_source(spec, "test", cfg.data.max_examples) for spec in specs}
+        retrievers = (
+            {spec: BM25Retriever.build(passages_from_qa_file(spec)) for spec in specs}
+            if own_corpus
+            else dict.fromkeys(specs, retriever_for(cfg))
+        )
+    except (DataError, CorpusError) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    judge = None
+    if judge_url is not None:
+        from searchrl.eval.judge import JudgeConfig, LLMJudge, with_verdicts
+
+        judge = LLMJudge(JudgeConfig(base_url=judge_url, model=judge_model, api_key_env=judge_key_env))
+    tables = {}
+    for m in methods:
+        rows: list[Any] = []
+        for spec, examples in sets.items():
+            with progress_bar(console, f"{m} {Path(spec).name}", len(examples)) as advance:
+                got = evaluate(
+                    m,  # type: ignore[arg-type]
+                    examples,
+                    HFGenerator(model, tok),
+                    tok,
+                    retrievers[spec],
+                    PROTOCOLS[cfg.rollout.protocol],
+                    rollout_limits(cfg),
+                    progress=advance,
+                )
+            rows.extend(got)
+        if judge is not None:
+            rows, failure = with_verdicts(rows, judge)
+            if failure is not None:
+                console.print(f"[yellow]LLM judge failed; results written without it:[/yellow] {failure}")
+        # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
+        by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
+        tables[m] = write_results(out, m, rows, key=by)
+    text = markdown_table(tables)
+    atomic_write_text(out / "results.md", text)
+    typer.echo(text)
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    checkpoint: Annotated[Path, typer.Option(help="A run folder (its config.yaml and latest checkpoint).")],
+    overrides: Overrides = None,
+    sample: Annotated[bool, typer.Option(help="Sample at rollout.temperature instead of greedy decoding.")] = False,
+) -> None:
+    """Answer one question with a trained agent and print its whole trace: searches, passages, answer.
+
+    The retriever is the run's own (retrieval.* of its config); override it after the question, e.g.
+    ``searchrl ask "..." retrieval.kind=http retrieval.url=http://127.0.0.1:8000/retrieve --checkpoint runs/demo``.
+    """
+    from searchrl.config import ConfigError
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.rollout.backend import SamplingParams
+    from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.rollout.prompts import prompt_ids
+    from searchrl.rollout.trace import format_trace
+    from searchrl.trainer.loop import load_trained_policy, rollout_limits
+
+    try:
+        cfg, policy, tok, step = load_trained_policy(checkpoint, overrides)
+    except (FileNotFoundError, ConfigError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()  # the trace is the command's output: stdout
+    protocol = PROTOCOLS[cfg.rollout.protocol]
+    engine = RolloutEngine(HFGenerator(policy, tok), retriever_for(cfg), tok, protocol, rollout_limits(cfg))
+    params = SamplingParams(temperature=cfg.rollout.temperature) if sample else SamplingParams(greedy=True)
+    (traj,) = engine.run([RolloutRequest("ask", 0, prompt_ids(tok, protocol, question))], params, seed=cfg.seed)
+    console.print(f"[bold]{question}[/bold]  [dim](checkpoint step {step}, {cfg.retrieval.kind} retriever)[/dim]")
+    console.print(format_trace(traj, tok, markup=True), highlight=False)
+    console.print(f"[bold green]answer:[/bold green] {traj.answer if traj.answer is not None else '(none)'}")
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (metrics.jsonl, eval/, samples.jsonl, summary.json).")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the page (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Write a static HTML report: training curves, the results table, a trajectory viewer."""
+    from searchrl.report import write_report
+
+    try:
+        path = write_report(run_dir, out)
+    except FileNotFoundError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}")
+
+
+def demo(
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+    quick: Annotated[bool, typer.Option(help="Small settings: a few minutes instead of ~15.")] = False,
+) -> None:
+    """The main job on the embedded default: world, BM25, SmolLM2, baselines, SFT, RL, held-out eval."""
+    from importlib.resources import files
+
+    from searchrl.demo import run_demo
+    from searchrl.eval.run import markdown_table
+
+    packaged = Path(str(files("searchrl") / "configs" / "demo.yaml"))
+    cfg = resolve(config or packaged, overrides)
+    console = error_console()
+    try:
+        summary = run_demo(cfg, quick=quick, log=lambda msg: console.print(f"[cyan]demo[/cyan] {msg}"), console=console)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: finished stages are kept in {cfg.output_dir}; run the same command again to continue",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    typer.echo(markdown_table(summary["tables"]))
+    typer.echo(f"total {summary['timings_s']['total']:.0f} s; results in {cfg.output_dir}/results.md")
