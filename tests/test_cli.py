@@ -181,6 +181,27 @@ def test_eval_own_corpus_two_methods_with_judge(tiny_dir: Path, tmp_path: Path, 
     assert len(_NoJudge.seen) == answered  # unanswered rows are judged 0 without a request
     rag_rows = (tmp_path / "ev" / "rag.jsonl").read_text()
     assert '"searches": 0' in rag_rows
+    paired = (tmp_path / "ev" / "paired.md").read_text()  # two arms: the paired comparison, agent vs rag
+    assert "agent − rag" in paired and "[95 % CI]" in paired
+    assert len(json.loads((tmp_path / "ev" / "paired.json").read_text())["scores"]) >= 4  # 2 arms x >= 2 groups
 
     bad = run("eval", f"model.path={tiny_dir}", "--dataset", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2
+
+
+def test_compare_finished_evaluations(tmp_path: Path) -> None:
+    def write(name: str, ems: list[int]) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        rows = [{"id": f"q{i}", "dataset": "w", "group": "2hop", "em": em} for i, em in enumerate(ems)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    sft, rl0, rl1 = write("sft", [0, 0, 1, 1]), write("rl0", [1, 1, 1, 0]), write("rl1", [1, 0, 1, 1])
+    res = run("compare", str(sft), f"rl={rl0},{rl1}", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    # two RL runs against one SFT run: fixed (2 + 1) / 2, broken (1 + 0) / 2
+    assert "| w | 2hop | rl − sft | 4 | 0.250 [" in res.stdout and "| 1.5 | 0.5 |" in res.stdout
+    bad = run("compare", str(sft), str(tmp_path / "none.jsonl"))
+    assert bad.returncode == 2 and "not found" in bad.stderr
+    bad_metric = run("compare", str(sft), str(rl0), "--metric", "acc")
+    assert bad_metric.returncode == 2 and "unknown metric" in bad_metric.stderr

@@ -86,3 +86,43 @@ def test_a_text_matches_itself(s: str) -> None:
     assert exact_match(s, [s]) == 1.0
     assert cover_exact_match(s, [s]) == 1.0
     assert f1_score(s, [s]) == 1.0
+
+
+# The papers' own metric modes, on the edge cases where they differ from searchrl's word-span cover EM.
+@pytest.mark.parametrize(
+    ("pred", "golds", "subem", "r1_cover", "ours"),
+    [
+        ("a party", ["art"], 1.0, 0.0, 0.0),  # subem: a character substring counts
+        ("Portugal's Lisbon", ["Lisbon Portugal"], 0.0, 0.0, 0.0),  # "portugals" is not the word "portugal"
+        ("Portugal, Lisbon", ["Lisbon Portugal"], 0.0, 1.0, 0.0),  # r1: any order
+        ("It is in Lisbon, Portugal.", ["lisbon portugal"], 1.0, 1.0, 1.0),
+        ("The answer is True", ["yes"], 0.0, 0.0, 0.0),  # bool mapping applies to the whole answer only
+        ("True", ["yes"], 0.0, 1.0, 0.0),
+        ("False", ["no"], 0.0, 1.0, 0.0),
+        ("anything", ["the"], 1.0, 0.0, 0.0),  # gold normalizes to "": subem's "" is in every string
+        ("", ["the"], 1.0, 1.0, 1.0),
+        ("new york", ["New New York"], 0.0, 1.0, 0.0),  # r1: a repeated gold word needs one occurrence
+        ("Lisbon", [], 0.0, 0.0, 0.0),
+        ("Porto", ["Lisbon", "porto"], 1.0, 1.0, 1.0),  # best over aliases
+    ],
+)
+def test_paper_metric_modes(pred: str, golds: list[str], subem: float, r1_cover: float, ours: float) -> None:
+    from searchrl.rewards.normalize import METRICS
+
+    assert METRICS["subem"](pred, golds) == subem
+    assert METRICS["r1_cover_em"](pred, golds) == r1_cover
+    assert METRICS["cover_em"](pred, golds) == ours
+
+
+@given(st.text(max_size=30), st.lists(st.text(max_size=15), min_size=1, max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_metric_modes_ordering(pred: str, golds: list[str]) -> None:
+    """EM implies every cover metric; word-span cover implies subem and R1-Searcher's cover."""
+    from searchrl.rewards.normalize import METRICS
+
+    s = {name: fn(pred, golds) for name, fn in METRICS.items()}
+    assert all(v in (0.0, 1.0) for k, v in s.items() if k != "f1")
+    if s["em"]:
+        assert s["cover_em"] == s["subem"] == s["r1_cover_em"] == 1.0
+    if s["cover_em"]:
+        assert s["subem"] == s["r1_cover_em"] == 1.0

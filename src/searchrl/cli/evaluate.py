@@ -1,4 +1,4 @@
-"""Evaluation subcommands: `eval`, `ask`, `report`, `demo`."""
+"""Evaluation subcommands: `eval`, `compare`, `ask`, `report`, `demo`."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ def eval_cmd(
         bool, typer.Option(help="Retrieve from each dataset's own paragraphs (BM25 built on the fly).")
     ] = False,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Evaluate the policy of this run folder (its latest checkpoint).")
+        list[Path] | None,
+        typer.Option(help="Evaluate the policy of this run folder (its latest checkpoint); repeat to compare runs."),
     ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Metric of the paired comparison: em | f1 | cover_em | subem | r1_cover_em")
+    ] = "em",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 2000,
+    bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for <method>.jsonl, <method>.json and results.md")] = Path(
         "runs/eval"
     ),
@@ -39,14 +45,19 @@ def eval_cmd(
 
     A self-contained benchmark is one command, e.g.
     ``searchrl eval --dataset hotpot_dev.jsonl --own-corpus --method rag --method agent``.
+    Two or more arms (methods x checkpoints) also get ``paired.md``: each arm's score per dataset and
+    question type with a 95 % bootstrap interval, and every arm's paired difference from the first arm
+    with its interval and the questions it fixed and broke.
     """
     from searchrl.data.protocols import PROTOCOLS
     from searchrl.data.qa import DataError
     from searchrl.data.sources import load_source
+    from searchrl.eval.paired import compare_arms, comparison_json, comparison_markdown
     from searchrl.eval.run import METHODS, evaluate, markdown_table, write_results
     from searchrl.models import load_policy
     from searchrl.retrieval.bm25 import BM25Retriever
     from searchrl.retrieval.corpus import CorpusError, passages_from_qa_file
+    from searchrl.rewards.normalize import METRICS
     from searchrl.rollout.hf import HFGenerator
     from searchrl.trainer.loop import load_trained_policy, rollout_limits
     from searchrl.utils import atomic_write_text
@@ -57,16 +68,26 @@ def eval_cmd(
     if bad:
         console.print(f"[red]unknown method {bad}; valid: {', '.join(METHODS)}[/red]")
         raise typer.Exit(2)
-    if checkpoint is not None:
-        try:
-            cfg, model, tok, step = load_trained_policy(checkpoint, overrides)
-        except FileNotFoundError as err:
-            console.print(f"[red]{err}[/red]")
-            raise typer.Exit(2) from None
-        console.print(f"policy: {checkpoint} (checkpoint step {step})")
-    else:
-        cfg = resolve(config, overrides)
-        model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    if metric not in METRICS:
+        console.print(f"[red]unknown metric '{metric}'; valid: {', '.join(METRICS)}[/red]")
+        raise typer.Exit(2)
+    runs: list[Path | None] = list(checkpoint) if checkpoint else [None]
+    if len({(r.name if r else None) for r in runs}) < len(runs):
+        console.print("[red]two --checkpoint folders have the same name; arms are labelled by folder name[/red]")
+        raise typer.Exit(2)
+    policies: list[tuple[str, Any]] = []
+    for run_dir in runs:
+        if run_dir is not None:
+            try:
+                cfg, model, tok, step = load_trained_policy(run_dir, overrides)
+            except FileNotFoundError as err:
+                console.print(f"[red]{err}[/red]")
+                raise typer.Exit(2) from None
+            console.print(f"policy: {run_dir} (checkpoint step {step})")
+        else:
+            cfg = resolve(config, overrides)
+            model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+        policies.append((f"@{run_dir.name}" if run_dir is not None and len(runs) > 1 else "", model))
     specs = dataset or [cfg.data.eval]
     try:
         sets = {spec: load_source(spec, "test", cfg.data.max_examples) for spec in specs}
@@ -84,31 +105,66 @@ def eval_cmd(
 
         judge = LLMJudge(JudgeConfig(base_url=judge_url, model=judge_model, api_key_env=judge_key_env))
     tables = {}
-    for m in methods:
-        rows: list[Any] = []
-        for spec, examples in sets.items():
-            with progress_bar(console, f"{m} {Path(spec).name}", len(examples)) as advance:
-                got = evaluate(
-                    m,  # type: ignore[arg-type]
-                    examples,
-                    HFGenerator(model, tok),
-                    tok,
-                    retrievers[spec],
-                    PROTOCOLS[cfg.rollout.protocol],
-                    rollout_limits(cfg),
-                    progress=advance,
-                )
-            rows.extend(got)
-        if judge is not None:
-            rows, failure = with_verdicts(rows, judge)
-            if failure is not None:
-                console.print(f"[yellow]LLM judge failed; results written without it:[/yellow] {failure}")
-        # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
-        by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
-        tables[m] = write_results(out, m, rows, key=by)
+    arms: dict[str, list[list[Any]]] = {}
+    for suffix, model in policies:
+        for m in methods:
+            label = m + suffix
+            rows: list[Any] = []
+            for spec, examples in sets.items():
+                with progress_bar(console, f"{label} {Path(spec).name}", len(examples)) as advance:
+                    got = evaluate(
+                        m,  # type: ignore[arg-type]
+                        examples,
+                        HFGenerator(model, tok),
+                        tok,
+                        retrievers[spec],
+                        PROTOCOLS[cfg.rollout.protocol],
+                        rollout_limits(cfg),
+                        progress=advance,
+                    )
+                rows.extend(got)
+            if judge is not None:
+                rows, failure = with_verdicts(rows, judge)
+                if failure is not None:
+                    console.print(f"[yellow]LLM judge failed; results written without it:[/yellow] {failure}")
+            # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
+            by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
+            tables[label] = write_results(out, label, rows, key=by)
+            arms[label] = [rows]
     text = markdown_table(tables)
+    if len(arms) > 1:
+        scores, paired = compare_arms(arms, metric=metric, n_boot=bootstrap, seed=bootstrap_seed)
+        comparison = comparison_markdown(scores, paired, metric)
+        atomic_write_text(out / "paired.md", comparison)
+        atomic_write_text(out / "paired.json", comparison_json(scores, paired, metric))
+        text += "\n" + comparison
     atomic_write_text(out / "results.md", text)
     typer.echo(text)
+
+
+def compare(
+    arm: Annotated[
+        list[Path],
+        typer.Argument(help="Eval rows of each arm: <label>.jsonl files (several runs: label=a.jsonl,b.jsonl)"),
+    ],
+    metric: Annotated[str, typer.Option(help="em | f1 | cover_em | subem | r1_cover_em")] = "em",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 2000,
+    bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Paired comparison of finished evaluations (no model is loaded): every arm against the first one.
+
+    ``searchrl compare runs/demo/eval/agent_sft.jsonl runs/demo/eval/agent_rl.jsonl --metric em``
+    """
+    from searchrl.eval.paired import compare_arms, comparison_markdown
+    from searchrl.eval.rows import read_arm
+
+    try:
+        arms = dict(read_arm(str(a)) for a in arm)
+        scores, paired = compare_arms(arms, metric=metric, n_boot=bootstrap, seed=bootstrap_seed)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(comparison_markdown(scores, paired, metric))
 
 
 def ask(

@@ -10,6 +10,7 @@ answer tag is forced, exactly as the agent's budget rule does.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from searchrl.data.protocols import TagProtocol, baseline_messages
 from searchrl.retrieval.base import Retriever
-from searchrl.rewards.normalize import cover_exact_match, exact_match, f1_score
+from searchrl.rewards.normalize import METRICS, cover_exact_match, exact_match, f1_score
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
 from searchrl.rollout.prompts import chat_ids, prompt_ids
@@ -28,6 +29,7 @@ from searchrl.types import QAExample, Trajectory
 from searchrl.utils import atomic_write_text
 
 Method = Literal["direct", "cot", "rag", "agent"]
+_MUSIQUE_ID = re.compile(r"^(\d+)hop\d*__")
 METHODS: tuple[Method, ...] = ("direct", "cot", "rag", "agent")
 
 
@@ -47,6 +49,20 @@ class EvalRow:
     response: str
     spans: list[tuple[bool, str]]  # the response as (written by the policy?, text) runs; False = injected
     judge: float | None = None  # the LLM judge's verdict (1/0) when one was asked; None = not judged
+    subem: float = 0.0  # Search-R1's character-substring EM (searchrl.rewards.normalize)
+    r1_cover_em: float = 0.0  # R1-Searcher's any-order cover EM
+
+
+def group_of(ex: QAExample) -> str:
+    """The question type an example is reported under: ``metadata.type`` (world 1hop / 2hop / compare,
+    HotpotQA bridge / comparison), else MuSiQue's hop count from its id (``2hop__…`` -> ``2hop``,
+    ``3hop1__…`` -> ``3hop``: the digit after "hop" is the composition shape, not the count), else
+    the dataset name (one group)."""
+    kind = ex.metadata.get("type")
+    if kind:
+        return str(kind)
+    hops = _MUSIQUE_ID.match(ex.id.rsplit("/", 1)[-1])
+    return f"{hops.group(1)}hop" if hops else ex.dataset
 
 
 def build_prompts(
@@ -77,13 +93,15 @@ def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
     return EvalRow(
         id=ex.id,
         dataset=ex.dataset,
-        group=str(ex.metadata.get("type", ex.dataset)),
+        group=group_of(ex),
         question=ex.question,
         golds=list(ex.answers),
         answer=ans,
         em=exact_match(ans, ex.answers) if ans is not None else 0.0,
         f1=f1_score(loose, ex.answers),
         cover_em=cover_exact_match(loose, ex.answers),
+        subem=METRICS["subem"](loose, ex.answers),
+        r1_cover_em=METRICS["r1_cover_em"](loose, ex.answers),
         searches=traj.n_searches,
         finish=traj.finish_reason,
         response=traj.response_text,
@@ -137,6 +155,8 @@ def _means(rows: list[EvalRow]) -> dict[str, float]:
         "em": float(np.mean([r.em for r in rows])),
         "f1": float(np.mean([r.f1 for r in rows])),
         "cover_em": float(np.mean([r.cover_em for r in rows])),
+        "subem": float(np.mean([r.subem for r in rows])),
+        "r1_cover_em": float(np.mean([r.r1_cover_em for r in rows])),
         "searches": float(np.mean([r.searches for r in rows])),
         "answered": float(np.mean([r.answer is not None for r in rows])),
     }

@@ -7,10 +7,14 @@ best score over the aliases (0.0 when there is none).
 
 Deliberate deviations from the reference code:
 
-* Cover EM is word-span containment: the normalized gold's token sequence must occur contiguously
-  in the normalized prediction's tokens. Search-R1's ``subem`` tests a character substring (so gold
-  "art" covers "party"); R1-Searcher's ``cover_exact_match`` accepts gold words in any order and
-  position. Word-span containment keeps the intent of both without those false positives.
+* Cover EM (``cover_em``, searchrl's own) is word-span containment: the normalized gold's token
+  sequence must occur contiguously in the normalized prediction's tokens. The papers' own variants
+  are here too, exactly as their evaluation code computes them, so that a published table can be
+  recomputed from released predictions (:data:`METRICS`, ``searchrl eval --metric``):
+  Search-R1's ``subem`` tests a character substring of the normalized strings (so gold "art" covers
+  "party", and a gold that normalizes to nothing covers everything); R1-Searcher's cover EM
+  (``r1_cover_em``) maps a bare "True"/"False" to "yes"/"no", then accepts when every normalized
+  gold word is one of the prediction's words, in any order and any position.
 * F1 follows the HotpotQA evaluator (which R1-Searcher uses): when either side normalizes to "yes",
   "no" or "noanswer" and the two differ, F1 is 0, so hedging ("yes no") earns nothing. When both
   sides normalize to nothing, F1 is 1 (they are equal; this keeps EM => F1 = 1).
@@ -21,9 +25,20 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
-__all__ = ["cover_exact_match", "exact_match", "f1_score", "normalize_answer"]
+__all__ = [
+    "METRICS",
+    "MetricFn",
+    "MetricName",
+    "cover_exact_match",
+    "exact_match",
+    "f1_score",
+    "normalize_answer",
+    "r1_cover_exact_match",
+    "substring_exact_match",
+]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -81,3 +96,38 @@ def f1_score(prediction: str, golds: str | Sequence[str]) -> float:
     """Best token-level F1 (bag of normalized words) of the prediction against the gold aliases."""
     pred = normalize_answer(prediction)
     return max((_f1(pred, normalize_answer(g)) for g in _golds(golds)), default=0.0)
+
+
+def substring_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """Search-R1's ``subem``: 1.0 if some normalized gold is a character substring of the normalized
+    prediction ("art" is in "party"; a gold that normalizes to "" is in every prediction)."""
+    pred = normalize_answer(prediction)
+    return float(any(normalize_answer(g) in pred for g in _golds(golds)))
+
+
+def _bool_mapping(text: str) -> str:
+    # R1-Searcher's eval maps Python booleans printed as answers onto the yes/no gold words
+    return {"True": "yes", "False": "no"}.get(text, text)
+
+
+def r1_cover_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """R1-Searcher's cover EM: 1.0 if every normalized word of some gold is a word of the normalized
+    prediction, in any order ("york new" covers "New York"; repeats need one occurrence). A gold that
+    normalizes to nothing covers only a prediction that normalizes to nothing, as in their code."""
+    pred = normalize_answer(_bool_mapping(prediction)).split(" ")
+    for gold in _golds(golds):
+        if all(w in pred for w in normalize_answer(_bool_mapping(gold)).split(" ")):
+            return 1.0
+    return 0.0
+
+
+MetricFn = Callable[[str, str | Sequence[str]], float]
+MetricName = Literal["em", "f1", "cover_em", "subem", "r1_cover_em"]
+
+METRICS: dict[str, MetricFn] = {
+    "em": exact_match,
+    "f1": f1_score,
+    "cover_em": cover_exact_match,
+    "subem": substring_exact_match,
+    "r1_cover_em": r1_cover_exact_match,
+}
