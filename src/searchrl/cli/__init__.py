@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from searchrl.cli import data, evaluate, retrieval, train
+from searchrl.cli import data, evaluate, experiment, retrieval, train
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +26,7 @@ app.command("compare")(evaluate.compare)
 app.command("ask")(evaluate.ask)
 app.command("report")(evaluate.report)
 app.command("demo")(evaluate.demo)
+app.command("experiment")(experiment.experiment)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from searchrl.rewards.normalize import METRICS
 
 __all__ = [
+    "ROW_METRICS",
     "ArmScore",
     "Interval",
     "PairedRow",
@@ -136,9 +137,16 @@ class PairedRow:
 
 Row = Any  # an EvalRow or its JSON dict: needs id, dataset, group and the metric
 
+# the answer metrics, plus "searched": 1 when the policy made at least one well-formed search
+ROW_METRICS = (*METRICS, "searched")
+
 
 def _get(row: Row, name: str) -> Any:
     return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+
+def _value(row: Row, metric: str) -> float:
+    return float(_get(row, "searches") > 0) if metric == "searched" else float(_get(row, metric))
 
 
 def compare_arms(
@@ -154,8 +162,8 @@ def compare_arms(
     arm answered are compared. Groups: ``key(row)`` (default the row's question type), per dataset,
     plus ``all`` when a dataset has several.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}")
+    if metric not in ROW_METRICS:
+        raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(ROW_METRICS)}")
     if len(arms) < 1 or any(len(runs) == 0 for runs in arms.values()):
         raise ValueError("every arm needs at least one run of eval rows")
     key = key or (lambda r: str(_get(r, "group")))
@@ -177,9 +185,7 @@ def compare_arms(
     paired: list[PairedRow] = []
     names = list(arms)
     for (ds, group), ids in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1])):
-        mats = {
-            name: np.array([[float(_get(run[i], metric)) for i in ids] for run in runs]) for name, runs in by_id.items()
-        }
+        mats = {name: np.array([[_value(run[i], metric) for i in ids] for run in runs]) for name, runs in by_id.items()}
         for name in names:
             scores.append(
                 ArmScore(ds, group, name, len(ids), mats[name].shape[0], bootstrap_mean(mats[name], n_boot, seed))

@@ -1,0 +1,211 @@
+"""Run an experiment file: one warm start, then every arm x seed (RL, then a greedy held-out eval).
+
+Layout of the output folder (every piece is a resume point; running the same command again skips
+what is finished and continues an interrupted RL run from its last checkpoint):
+
+```
+OUT/spec.yaml                  the experiment as run
+OUT/warm_start/                the shared LoRA SFT (config.yaml, ckpt-000000, sft.json)
+OUT/arms/<arm>/seed<s>/        a run folder (config.yaml, metrics.jsonl, checkpoints, report.html)
+OUT/arms/<arm>/seed<s>/eval/heldout.jsonl   one row per held-out question (searchrl.eval.run.EvalRow)
+OUT/findings.md, OUT/curves/*.svg, OUT/summary.json
+```
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from searchrl.config import Config, apply_overrides, config_from_dict, save_config
+from searchrl.data.protocols import PROTOCOLS
+from searchrl.data.world import World, generate_world
+from searchrl.eval.run import evaluate, write_results
+from searchrl.experiment.spec import Arm, ExperimentSpec
+from searchrl.models import load_policy
+from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rollout.hf import HFGenerator
+from searchrl.trainer.checkpoint import latest_checkpoint, load_weights
+from searchrl.trainer.loop import Trainer, load_trained_policy, rollout_limits
+from searchrl.trainer.sft import GoldTrajectory, gold_to_trajectory, sft
+from searchrl.types import QAExample
+from searchrl.utils import atomic_write_text
+
+__all__ = ["Experiment", "run_dir_of"]
+
+Log = Callable[[str], None]
+
+
+def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
+    chosen = [e for e in examples if e.metadata.get("type") == kind][:n]
+    if len(chosen) < n:
+        raise ValueError(f"the world has {len(chosen)} '{kind}' questions in this split, the spec asks for {n}")
+    return chosen
+
+
+def run_dir_of(out: Path, arm: str, seed: int) -> Path:
+    return out / "arms" / arm / f"seed{seed}"
+
+
+@dataclass
+class Experiment:
+    """The objects every run of an experiment shares: the world, its BM25 index, the question sets."""
+
+    spec: ExperimentSpec
+    out: Path
+    world: World
+    retriever: BM25Retriever
+    held_out: list[QAExample]
+    log: Log
+
+    @classmethod
+    def prepare(cls, spec: ExperimentSpec, out: str | Path, log: Log = print) -> Experiment:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        world = generate_world(spec.world.seed, spec.world.size)  # type: ignore[arg-type]
+        split = world.questions[spec.held_out.split]
+        held = [e for kind, n in spec.held_out.per_type.items() for e in pick(split, kind, n)]
+        log(f"world seed {spec.world.seed} {spec.world.size}: {len(world.passages)} passages; held-out {len(held)}")
+        return cls(spec, out, world, BM25Retriever.build(world.passages), held, log)
+
+    # -- question sets ------------------------------------------------------------------------------
+    def warm_golds(self) -> list[GoldTrajectory]:
+        if self.spec.warm_start is None:
+            return []
+        train = self.world.questions["train"]
+        chosen = [e for kind, n in self.spec.warm_start.per_type.items() for e in pick(train, kind, n)]
+        return [
+            GoldTrajectory(e.id, e.question, self.world.gold[e.id].queries, self.world.gold[e.id].answer)
+            for e in chosen
+        ]
+
+    def rl_examples(self) -> list[QAExample]:
+        """Training questions of the RL types that the warm start did not imitate."""
+        seen = {g.example_id for g in self.warm_golds()}
+        kinds = set(self.spec.rl_types)
+        return [e for e in self.world.questions["train"] if e.id not in seen and e.metadata.get("type") in kinds]
+
+    # -- stages ------------------------------------------------------------------------------------
+    def base_config(self, run_dir: Path) -> Config:
+        return config_from_dict(apply_overrides(self.spec.config, [f"output_dir={run_dir}", "train.steps=0"]))
+
+    def warm_start(self) -> Path:
+        """The shared SFT warm start (checkpoint 0 of ``OUT/warm_start``); done once, then reused."""
+        wdir = self.out / "warm_start"
+        if (wdir / "sft.json").is_file() and latest_checkpoint(wdir) is not None:
+            return wdir
+        cfg = self.base_config(wdir)
+        save_config(cfg, wdir)
+        model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+        trainer = Trainer(cfg, model, tok, self.retriever, self.rl_examples(), wdir)
+        protocol = PROTOCOLS[cfg.rollout.protocol]
+        t0 = time.perf_counter()
+        trajs = [gold_to_trajectory(g, tok, protocol, self.retriever, cfg.retrieval.topk) for g in self.warm_golds()]
+        losses = sft(
+            trainer.policy,
+            trajs,
+            int(tok.pad_token_id),
+            epochs=cfg.train.sft_epochs,
+            micro_batch=cfg.train.micro_batch,
+            lr=cfg.train.sft_lr,
+            seed=cfg.seed,
+        )
+        trainer.save()
+        seconds = time.perf_counter() - t0
+        atomic_write_text(wdir / "sft.json", json.dumps({"losses": losses, "examples": len(trajs), "seconds": seconds}))
+        self.log(
+            f"warm start: {len(trajs)} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f} ({seconds:.0f} s)"
+        )
+        return wdir
+
+    def start_checkpoint(self, arm: Arm, seed: int) -> Path | None:
+        """The checkpoint an arm's RL starts from (None = the base model)."""
+        if arm.init == "base":
+            return None
+        if arm.init == "warm_start":
+            src = self.out / "warm_start"
+        else:
+            parent = self.spec.arm(arm.init)
+            src = run_dir_of(
+                self.out, parent.name, self.spec.arm_seeds(parent)[0] if self.spec.deterministic(parent) else seed
+            )
+        ckpt = latest_checkpoint(src)
+        if ckpt is None:
+            raise ValueError(
+                f"arm '{arm.name}' starts from {src}, which has no checkpoint (an arm without RL from the base?)"
+            )
+        return ckpt
+
+    def policy_for(self, arm: Arm, seed: int, run_dir: Path) -> tuple[Config, Any, Any]:
+        """Train the arm (or resume it) and return (config, policy, tokenizer) for its evaluation."""
+        cfg = self.spec.arm_config(arm, seed, run_dir)
+        save_config(cfg, run_dir)
+        start = self.start_checkpoint(arm, seed)
+        if arm.steps == 0:
+            if start is None:
+                model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+                return cfg, model, tok
+            _, policy, tok, _ = load_trained_policy(start.parent)
+            return cfg, policy, tok
+        model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+        trainer = Trainer(cfg, model, tok, self.retriever, self.rl_examples(), run_dir)
+        if trainer.resume():
+            self.log(f"{arm.name} seed {seed}: resumed at RL step {trainer.state.step}")
+        else:
+            if start is not None:
+                load_weights(start, "policy", trainer.policy)
+            trainer.save()  # checkpoint 0: the policy RL starts from
+        trainer.fit(
+            arm.steps,
+            progress=lambda s, n, m: self.log(
+                f"{arm.name} seed {seed}: step {s}/{n} reward {m['reward/mean']:.2f} "
+                f"searches {m['rollout/searches']:.2f} ({m['perf/time_step']:.0f} s)"
+            ),
+        )
+        return cfg, trainer.policy, tok
+
+    def run_arm(self, arm: Arm, seed: int) -> Path:
+        """Train and evaluate one arm x seed unless its held-out rows exist already."""
+        run_dir = run_dir_of(self.out, arm.name, seed)
+        rows_path = run_dir / "eval" / "heldout.jsonl"
+        if rows_path.is_file():
+            return rows_path
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        cfg, policy, tok = self.policy_for(arm, seed, run_dir)
+        t_train = time.perf_counter() - t0
+        rows = evaluate(
+            arm.method,
+            self.held_out,
+            HFGenerator(policy, tok),
+            tok,
+            self.retriever,
+            PROTOCOLS[cfg.rollout.protocol],
+            rollout_limits(cfg),
+            batch_size=16,
+        )
+        table = write_results(run_dir / "eval", "heldout", rows)
+        timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}
+        atomic_write_text(run_dir / "timing.json", json.dumps(timing))
+        em = ", ".join(f"{g} {m['em']:.2f}" for g, m in table.items())
+        self.log(
+            f"{arm.name} seed {seed}: held-out EM {em} (train {timing['train_s']:.0f} s, eval {timing['eval_s']:.0f} s)"
+        )
+        return rows_path
+
+    def run(self, only: list[str] | None = None) -> None:
+        """Every arm x seed in file order (seed-major within an arm); ``only`` limits it to some arms."""
+        if any(a.init == "warm_start" for a in self.spec.arms):
+            self.warm_start()
+        for arm in self.spec.arms:
+            if only and arm.name not in only:
+                continue
+            for seed in self.spec.arm_seeds(arm):
+                self.run_arm(arm, seed)

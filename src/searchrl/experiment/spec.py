@@ -1,0 +1,139 @@
+"""An experiment as a file: arms x seeds on a synthetic world, a held-out set, and the claims to judge.
+
+```yaml
+name: f1_f2_f3
+world: {seed: 1, size: medium}          # generated, indexed with BM25
+held_out: {split: test, per_type: {2hop: 100}}
+seeds: [0, 1, 2]
+config: {...}                            # a searchrl config tree shared by every arm (as in recipes/)
+warm_start: {per_type: {1hop: 16, 2hop: 40}}   # one LoRA SFT on gold trajectories, shared by arms
+rl_types: [2hop]                         # RL trains on these training-question types
+arms:
+  - {name: warm, init: warm_start, steps: 0}
+  - {name: grpo, init: warm_start, steps: 4}
+  - {name: unmasked, init: warm_start, steps: 4, overrides: [train.mask_retrieved_tokens=false]}
+claims:
+  - {id: F1, before: warm, after: grpo, metric: em, direction: greater}
+```
+
+An arm starts from the base model, the shared warm start, or another arm's final checkpoint of the
+same seed (``init: <arm name>``, e.g. R1-Searcher's stage 2 from stage 1). An arm with ``steps: 0``
+that starts from the base model or the warm start is deterministic (greedy evaluation), so it runs
+once, not once per seed. Unknown keys are errors, as in the config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
+from searchrl.data.world import SIZES
+
+__all__ = ["Arm", "Claim", "ExperimentSpec", "load_spec"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorldSpec(_Strict):
+    seed: int = Field(1, description="World generator seed.")
+    size: str = Field("medium", description=f"World size: {', '.join(SIZES)}.")
+
+
+class HeldOut(_Strict):
+    split: Literal["train", "dev", "test"] = Field("test", description="Split the held-out questions come from.")
+    per_type: dict[str, int] = Field(description="Questions per type, e.g. {2hop: 100} (the first n of the split).")
+
+
+class WarmStart(_Strict):
+    per_type: dict[str, int] = Field(description="Gold trajectories per training-question type for the LoRA SFT.")
+
+
+class Arm(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Folder-safe label.")
+    init: str = Field("warm_start", description="base | warm_start | the name of an earlier arm.")
+    steps: int = Field(0, ge=0, description="RL steps (0 = evaluate the starting policy only).")
+    method: Literal["agent", "rag", "direct", "cot"] = Field("agent", description="How it is evaluated.")
+    overrides: list[str] = Field(default_factory=list, description="Dotted config overrides of this arm.")
+
+
+class Claim(_Strict):
+    id: str = Field(description="Short id, e.g. F1.")
+    title: str = Field("", description="What the paper claims, in one line.")
+    paper: str = Field("", description="The paper's number, as text.")
+    before: str = Field(description="The arm the claim improves on.")
+    after: str = Field(description="The arm that should be better.")
+    metric: str = Field("em", description="Held-out metric (searchrl.eval.paired.ROW_METRICS).")
+    group: str = Field("all", description="Question type the verdict is read from ('all' = every type).")
+    direction: Literal["greater", "less"] = Field("greater", description="Expected sign of after - before.")
+
+
+class ExperimentSpec(_Strict):
+    name: str
+    world: WorldSpec = Field(default_factory=WorldSpec)
+    held_out: HeldOut
+    seeds: list[int] = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict, description="Config tree shared by every arm.")
+    warm_start: WarmStart | None = None
+    rl_types: list[str] = Field(default_factory=lambda: ["2hop"])
+    arms: list[Arm] = Field(min_length=1)
+    claims: list[Claim] = Field(default_factory=list)
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        if self.world.size not in SIZES:
+            raise ValueError(f"world.size '{self.world.size}' is not one of {', '.join(SIZES)}")
+        seen: set[str] = set()
+        for arm in self.arms:
+            if arm.name in seen or arm.name in ("base", "warm_start"):
+                raise ValueError(f"arm name '{arm.name}' is repeated or reserved")
+            if arm.init not in ("base", "warm_start") and arm.init not in seen:
+                raise ValueError(f"arm '{arm.name}' starts from '{arm.init}', which is not an earlier arm")
+            if arm.init == "warm_start" and self.warm_start is None:
+                raise ValueError(f"arm '{arm.name}' starts from the warm start, but the spec has no warm_start")
+            seen.add(arm.name)
+        for claim in self.claims:
+            for name in (claim.before, claim.after):
+                if name not in seen:
+                    raise ValueError(f"claim {claim.id} names arm '{name}', which the spec does not have")
+        return self
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+    def deterministic(self, arm: Arm) -> bool:
+        """An arm whose result does not depend on the seed: no RL, from a seed-independent start."""
+        return arm.steps == 0 and (arm.init in ("base", "warm_start") or self.deterministic(self.arm(arm.init)))
+
+    def arm_seeds(self, arm: Arm) -> list[int]:
+        return self.seeds[:1] if self.deterministic(arm) else list(self.seeds)
+
+    def arm_config(self, arm: Arm, seed: int, run_dir: Path) -> Config:
+        """The shared config, then the arm's overrides, then the seed, run folder and step count."""
+        data = apply_overrides(self.config, arm.overrides)
+        data = apply_overrides(data, [f"seed={seed}", f"output_dir={run_dir}", f"train.steps={arm.steps}"])
+        return config_from_dict(data)
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and validate an experiment file; every problem is a :class:`ConfigError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        spec = ExperimentSpec.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{p}: invalid experiment:\n" + "\n".join(lines)) from None
+    for arm in spec.arms:  # every arm's config must load (typos in overrides fail here, not an hour in)
+        spec.arm_config(arm, spec.seeds[0], Path("unused"))
+    return spec
