@@ -52,6 +52,14 @@ def test_demo_interrupted_after_warm_start_resumes(tiny_model_dir: Path, tmp_pat
     assert summary["plan"]["rl_steps"] == 1 and len(summary["rl_rewards"]) == 1
     assert (out / "ckpt-000001" / "policy.safetensors").is_file()
     assert "| agent_rl | 2hop |" in (out / "results.md").read_text()
+    # the paired row: RL minus warm start on the same held-out questions (quick: 5 per type, baselines 3)
+    assert "agent_rl − agent_sft" in (out / "results.md").read_text()
+    assert {p["group"] for p in summary["paired"]} == {"1hop", "2hop", "all"}
+    assert summary["tables"]["agent_rl"]["all"]["n"] == 10 and summary["tables"]["rag_base"]["all"]["n"] == 6
+    # the saved config says what ran (the plan's one RL step, not train.steps of demo.yaml) and where to search
+    saved = load_config(out / "config.yaml")
+    assert saved.train.steps == 1 and summary["rl_steps_run"] == 1
+    assert saved.retrieval.corpus is not None and Path(saved.retrieval.corpus).is_file()
 
     report = subprocess.run([*BIN, "report", str(out)], capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr

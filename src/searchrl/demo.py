@@ -1,13 +1,17 @@
 """The one-command demo: the synthetic world, BM25, SmolLM2-135M, baselines, SFT warm start, RL, eval.
 
 Stages (each timed, each with a progress bar, each resumable):
-1. world + BM25 index; 2. Direct and RAG with the base model (both given the answer format in the
+1. world (the medium world of seed 1, whose test split has >= 100 questions per type; written to
+``<out>/world`` and named in the saved config, so ``searchrl ask/eval --checkpoint <out>`` search it) + BM25; 2. Direct and RAG with the base model (both given the answer format in the
 prompt); 3. SFT warm start (LoRA) on a few gold trajectories, 1-hop and 2-hop; 4. RAG and the agent
 after the warm start (the fair baselines: same weights, same format help); 5. GRPO on 2-hop training
 questions the warm start did not see, sampled at temperature 0.8 (the warm start leans on 2-hop
 demonstrations so that some sampled 2-hop rollouts succeed: GRPO's advantage is zero in a group
-where every sample fails); 6. the agent after RL.
+where every sample fails); 6. the agent after RL, then the paired row: agent after RL minus agent after the warm start on the
+same held-out questions, with a bootstrap interval and the questions fixed and broken.
 Held-out questions come from the world's test split, whose entities never appear in training questions.
+The two agents are judged on ``eval_per_type`` questions per type; the baselines on the first
+``baseline_per_type`` of them (they only show that format and a single retrieval are not enough).
 
 Resuming: every finished evaluation is kept in ``eval/<label>.json``; the warm-started adapter is
 checkpoint 0 and RL writes a checkpoint every step. Running the demo again on the same output folder
@@ -29,7 +33,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from searchrl.config import Config, save_config
 from searchrl.data.protocols import PROTOCOLS
-from searchrl.data.world import World, default_world
+from searchrl.data.world import World, generate_world, save_world
+from searchrl.eval.paired import compare_arms, comparison_markdown
+from searchrl.eval.rows import read_rows
 from searchrl.eval.run import EvalRow, evaluate, markdown_table, summarize, write_results
 from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
@@ -44,17 +50,20 @@ Advance = Callable[[int, str], None]
 
 @dataclass(frozen=True)
 class DemoPlan:
-    eval_per_type: int
+    eval_per_type: int  # held-out questions per type for the two agents (after the warm start, after RL)
+    baseline_per_type: int  # the first questions of those, per type, for Direct and RAG
     sft_1hop: int
     sft_2hop: int
     rl_steps: int
     rl_prompts: int | None = None  # prompts per RL step; None keeps train.prompts_per_step
+    world_seed: int = 1
+    world_size: str = "medium"
 
     @classmethod
     def make(cls, quick: bool) -> DemoPlan:
         if quick:  # a few minutes: every stage runs, on less
-            return cls(eval_per_type=5, sft_1hop=8, sft_2hop=8, rl_steps=1, rl_prompts=2)
-        return cls(eval_per_type=20, sft_1hop=16, sft_2hop=40, rl_steps=4)
+            return cls(eval_per_type=5, baseline_per_type=3, sft_1hop=8, sft_2hop=8, rl_steps=1, rl_prompts=2)
+        return cls(eval_per_type=100, baseline_per_type=10, sft_1hop=16, sft_2hop=40, rl_steps=4)
 
 
 def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
@@ -105,10 +114,13 @@ def run_demo(
     """Run (or resume) every stage; writes config, metrics, eval rows, ``summary.json`` and ``results.md``
     under ``cfg.output_dir``. ``console`` turns on progress bars."""
     plan = DemoPlan.make(quick)
-    if plan.rl_prompts is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"prompts_per_step": plan.rl_prompts})})
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    world: World = generate_world(plan.world_seed, plan.world_size)  # type: ignore[arg-type]
+    if not (out / "world" / "manifest.json").is_file():
+        save_world(world, out / "world")
+    cfg = ran_config(cfg, plan, out)
     save_config(cfg, out)
     timings_path = out / "timings.json"
     timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
@@ -117,8 +129,6 @@ def run_demo(
         timings[name] = seconds
         atomic_write_text(timings_path, json.dumps(timings, indent=2))
 
-    t0 = time.perf_counter()
-    world: World = default_world()
     retriever = BM25Retriever.build(world.passages)
     timed("world_and_index", time.perf_counter() - t0)
     log(f"world: {len(world.passages)} passages, {sum(len(v) for v in world.questions.values())} questions")
@@ -126,24 +136,24 @@ def run_demo(
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
     protocol = PROTOCOLS[cfg.rollout.protocol]
     limits = rollout_limits(cfg)
-    held_out = pick(world.questions["test"], "1hop", plan.eval_per_type) + pick(
-        world.questions["test"], "2hop", plan.eval_per_type
-    )
+    test = world.questions["test"]
+    held_out = pick(test, "1hop", plan.eval_per_type) + pick(test, "2hop", plan.eval_per_type)
+    baseline_set = pick(test, "1hop", plan.baseline_per_type) + pick(test, "2hop", plan.baseline_per_type)
     tables: dict[str, dict[str, dict[str, float]]] = {}
 
     with StageBars(console) as bars:
 
-        def run_eval(label: str, method: str, policy: Any) -> None:
+        def run_eval(label: str, method: str, policy: Any, questions: list[QAExample]) -> None:
             cached = out / "eval" / f"{label}.json"
             if cached.exists():
                 tables[label] = json.loads(cached.read_text())
                 log(f"{label}: done before (eval/{label}.json), skipped")
                 return
             t = time.perf_counter()
-            with bars.stage(f"eval {label}", len(held_out)) as advance:
+            with bars.stage(f"eval {label}", len(questions)) as advance:
                 rows: list[EvalRow] = evaluate(
                     method,  # type: ignore[arg-type]
-                    held_out,
+                    questions,
                     HFGenerator(policy, tok),
                     tok,
                     retriever,
@@ -161,8 +171,8 @@ def run_demo(
                 + f" ({time.perf_counter() - t:.0f} s)"
             )
 
-        run_eval("direct_base", "direct", model)
-        run_eval("rag_base", "rag", model)
+        run_eval("direct_base", "direct", model, baseline_set)
+        run_eval("rag_base", "rag", model, baseline_set)
 
         golds = warm_start_golds(world, plan)
         trainer = Trainer(cfg, model, tok, retriever, rl_questions(world, {g.example_id for g in golds}), out)
@@ -189,8 +199,8 @@ def run_demo(
             atomic_write_text(sft_done, json.dumps({"losses": losses, "examples": len(trajs)}))
             timed("sft", time.perf_counter() - t)
             log(f"sft: {len(trajs)} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-        run_eval("rag_sft", "rag", trainer.policy)
-        run_eval("agent_sft", "agent", trainer.policy)
+        run_eval("rag_sft", "rag", trainer.policy, baseline_set)
+        run_eval("agent_sft", "agent", trainer.policy, held_out)
 
         t = time.perf_counter()
         with bars.stage("rl (grpo)", plan.rl_steps) as advance:
@@ -203,7 +213,11 @@ def run_demo(
                 ),
             )
         timed("rl", timings.get("rl", 0.0) + time.perf_counter() - t)
-        run_eval("agent_rl", "agent", trainer.policy)
+        run_eval("agent_rl", "agent", trainer.policy, held_out)
+    arms = {label: [read_rows(out / "eval" / f"{label}.jsonl")] for label in ("agent_sft", "agent_rl")}
+    scores, paired = compare_arms(arms, metric="em")
+    paired_md = comparison_markdown(scores, paired, "em")
+    atomic_write_text(out / "eval" / "paired.md", paired_md)
     timings["total"] = sum(v for k, v in timings.items() if k != "total")
     history = rl_history(out)
     summary = {
@@ -213,9 +227,21 @@ def run_demo(
         "rl_rewards": [h.get("reward/mean") for h in history],
         "rl_em": [h.get("reward/em") for h in history],
         "plan": plan.__dict__,
+        "rl_steps_run": len(history),
+        "paired": [
+            {
+                "group": p.group,
+                "diff": p.diff.mean,
+                "low": p.diff.low,
+                "high": p.diff.high,
+                "fixed": p.fixed,
+                "broken": p.broken,
+            }
+            for p in paired
+        ],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "results.md", markdown_table(tables))
+    atomic_write_text(out / "results.md", markdown_table(tables) + "\n" + paired_md)
     return summary
 
 
@@ -236,3 +262,19 @@ def warm_start_golds(world: World, plan: DemoPlan) -> list[GoldTrajectory]:
     train = world.questions["train"]
     chosen = pick(train, "1hop", plan.sft_1hop) + pick(train, "2hop", plan.sft_2hop)[-plan.sft_2hop :]
     return [GoldTrajectory(e.id, e.question, world.gold[e.id].queries, world.gold[e.id].answer) for e in chosen]
+
+
+def ran_config(cfg: Config, plan: DemoPlan, out: Path) -> Config:
+    """The config as the demo runs it, so that the saved config.yaml (and the report's header) says what
+    ran: the plan's RL steps and prompts per step, and the demo world's corpus and test questions."""
+    train = {"steps": plan.rl_steps}
+    if plan.rl_prompts is not None:
+        train["prompts_per_step"] = plan.rl_prompts
+    world_dir = (out / "world").resolve()
+    return cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update=train),
+            "retrieval": cfg.retrieval.model_copy(update={"kind": "bm25", "corpus": str(world_dir / "corpus.jsonl")}),
+            "data": cfg.data.model_copy(update={"eval": str(world_dir / "questions_test.jsonl")}),
+        }
+    )
