@@ -156,3 +156,22 @@ def test_registry_matches_literal_and_every_reward_is_a_float() -> None:
     for fn in REWARD_FUNCTIONS.values():
         for inp in (_inp("Lisbon"), _inp(None, 0, False), RewardInput(None, ())):
             assert isinstance(fn(inp), float)
+
+
+def test_grounded_stage1_pays_retrieval_only_for_a_useful_passage() -> None:
+    from searchrl.rewards.outcome import r1_searcher_stage1_grounded_reward as grounded
+
+    placeholder = _inp("Porto", retrieved=("Kanka Drourteim was a painter",))  # searched, found nothing useful
+    useful = _inp("Porto", retrieved=("The capital is Lisbon.",))
+    assert r1_searcher_stage1_reward(placeholder) == 0.0  # the plain stage 1 pays the placeholder +0.5
+    assert grounded(placeholder) == pytest.approx(-0.5)
+    assert grounded(useful) == pytest.approx(0.0)
+    assert grounded(_inp("Lisbon", retrieved=("Lisbon, at last",))) == pytest.approx(2.0)
+
+
+def test_stage2_with_em_as_the_answer_reward() -> None:
+    from searchrl.rewards.outcome import r1_searcher_stage2_em_reward as stage2_em
+
+    assert stage2_em(_inp("Lisbon")) == 1.0
+    assert stage2_em(_inp("Lisbon Portugal")) == 0.0  # F1 would pay 2/3
+    assert stage2_em(_inp("Lisbon", ok=False)) == -1.0

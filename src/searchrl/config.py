@@ -94,7 +94,16 @@ class RolloutConfig(Section):
     group_size: int = Field(4, ge=1, description="Samples per prompt (GRPO/RLOO groups).")
 
 
-RewardName = Literal["em", "cover_em", "f1", "em_format", "r1_searcher_stage1", "r1_searcher_stage2"]
+RewardName = Literal[
+    "em",
+    "cover_em",
+    "f1",
+    "em_format",
+    "r1_searcher_stage1",
+    "r1_searcher_stage1_grounded",
+    "r1_searcher_stage2",
+    "r1_searcher_stage2_em",
+]
 
 
 class RewardStageConfig(Section):

@@ -17,6 +17,15 @@ Reward values, as published:
   by cover EM, which the design of searchrl follows by default (``answer_weight=0`` gives the paper's).
   Stage 2: answer F1 (0 without an answer), minus 2 when the format is wrong (the paper and
   ``reward_server_qwen_zero.py``; the Llama stage-2 server subtracts 1).
+  For its answer-reward ablation (F1 vs EM), ``r1_searcher_stage2_em`` puts EM in place of F1.
+
+Added here, not in either paper:
+
+* ``r1_searcher_stage1_grounded``: stage 1 whose retrieval bonus needs a retrieved passage that
+  contains a gold answer (word-span cover EM). A policy that copies the instruction's placeholder
+  query (``<|begin_of_query|> keywords <|end_of_query|>``) retrieves nothing useful, and the plain
+  stage-1 reward still paid it +0.5; this one does not. Meant for 1-hop questions, where the first
+  retrieval can contain the answer.
 
 Deliberate deviations:
 
@@ -51,7 +60,9 @@ __all__ = [
     "em_format_reward",
     "em_reward",
     "f1_reward",
+    "r1_searcher_stage1_grounded_reward",
     "r1_searcher_stage1_reward",
+    "r1_searcher_stage2_em_reward",
     "r1_searcher_stage2_reward",
     "retrieved_blocks",
     "reward_input",
@@ -189,7 +200,31 @@ def r1_searcher_stage2_reward(inp: RewardInput, format_penalty: float = 2.0) -> 
     return f1_reward(inp) - (0.0 if inp.format_ok else format_penalty)
 
 
-RewardName = Literal["em", "cover_em", "f1", "em_format", "r1_searcher_stage1", "r1_searcher_stage2"]
+def r1_searcher_stage2_em_reward(inp: RewardInput, format_penalty: float = 2.0) -> float:
+    """Stage 2 with EM as the answer reward (R1-Searcher's ablation): EM minus the format penalty."""
+    return em_reward(inp) - (0.0 if inp.format_ok else format_penalty)
+
+
+def r1_searcher_stage1_grounded_reward(
+    inp: RewardInput, retrieval_bonus: float = 0.5, format_bonus: float = 0.5, answer_weight: float = 1.0
+) -> float:
+    """Stage 1 whose retrieval bonus needs a retrieved block that covers a gold answer (see module doc)."""
+    grounded = any(cover_exact_match(block, inp.golds) for block in inp.retrieved)
+    correct = cover_em_reward(inp) == 1.0
+    reward = (answer_weight if correct else -answer_weight) + (retrieval_bonus if grounded else 0.0)
+    return reward + (format_bonus if inp.format_ok else 0.0)
+
+
+RewardName = Literal[
+    "em",
+    "cover_em",
+    "f1",
+    "em_format",
+    "r1_searcher_stage1",
+    "r1_searcher_stage1_grounded",
+    "r1_searcher_stage2",
+    "r1_searcher_stage2_em",
+]
 
 REWARD_FUNCTIONS: dict[str, RewardFn] = {
     "em": em_reward,
@@ -198,4 +233,6 @@ REWARD_FUNCTIONS: dict[str, RewardFn] = {
     "em_format": em_format_reward,
     "r1_searcher_stage1": r1_searcher_stage1_reward,
     "r1_searcher_stage2": r1_searcher_stage2_reward,
+    "r1_searcher_stage1_grounded": r1_searcher_stage1_grounded_reward,
+    "r1_searcher_stage2_em": r1_searcher_stage2_em_reward,
 }
