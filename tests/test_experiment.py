@@ -108,3 +108,10 @@ def test_two_arms_two_seeds_one_step(tiny_model_dir: Path, tmp_path: Path) -> No
     assert (out / "arms" / "masked" / "seed1" / "eval" / "heldout.jsonl").stat().st_mtime_ns == before
     bad = run(str(spec), "--out", str(out), "--arm", "ghost")
     assert bad.returncode == 2 and "ghost" in bad.stderr
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "recipes" / "experiments").glob("*.yaml")))
+def test_shipped_experiment_files_load(path: Path) -> None:
+    spec = load_spec(path)
+    assert len(spec.seeds) >= 3 and spec.claims
+    assert all(n >= 100 for n in spec.held_out.per_type.values())  # >= 100 held-out questions per type
