@@ -118,12 +118,12 @@ def run_demo(
     plan = DemoPlan.make(quick)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cfg = ran_config(cfg, plan, out)
+    save_config(cfg, out)  # first, before any stage (the Ctrl-C test waits for it)
     t0 = time.perf_counter()
     world: World = generate_world(plan.world_seed, plan.world_size)  # type: ignore[arg-type]
     if not (out / "world" / "manifest.json").is_file():
         save_world(world, out / "world")
-    cfg = ran_config(cfg, plan, out)
-    save_config(cfg, out)
     timings_path = out / "timings.json"
     timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
 
