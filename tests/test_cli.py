@@ -184,3 +184,26 @@ def test_eval_own_corpus_two_methods_with_judge(tiny_dir: Path, tmp_path: Path, 
 
     bad = run("eval", f"model.path={tiny_dir}", "--dataset", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2
+
+
+def test_interrupt_handler_raises_a_keyboard_interrupt_subclass_and_respects_ignore() -> None:
+    """The CLI's SIGINT handler (see ``searchrl.cli.common.Interrupted`` for why a subclass)."""
+    code = """
+import os, signal, sys
+from searchrl.cli.common import Interrupted, install_interrupt_handler
+install_interrupt_handler()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10**7):
+        pass
+except KeyboardInterrupt as exc:
+    assert type(exc) is Interrupted, type(exc)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    install_interrupt_handler()  # an ignored SIGINT (a background job) stays ignored
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(130)
+sys.exit(1)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
