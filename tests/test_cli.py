@@ -205,5 +205,13 @@ except KeyboardInterrupt as exc:
     sys.exit(130)
 sys.exit(1)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # a shell's background job (`cmd &`, as CI may run us) ignores SIGINT and children inherit that;
+    # a terminal's Ctrl-C reaches a process with the default disposition, so give the child that
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert done.returncode == 130, done.stderr
