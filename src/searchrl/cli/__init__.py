@@ -8,12 +8,14 @@ from __future__ import annotations
 import typer
 
 from searchrl.cli import data, evaluate, experiment, retrieval, train
+from searchrl.cli.common import install_interrupt_handler
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train and evaluate language models that reason and call a search engine.",
 )
+app.callback()(install_interrupt_handler)  # runs before every subcommand
 app.add_typer(data.config_app, name="config")
 app.add_typer(data.model_app, name="model")
 app.add_typer(retrieval.index_app, name="index")
