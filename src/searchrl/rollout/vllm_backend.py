@@ -27,6 +27,14 @@ class VLLMGenerator:
         )
         self.eos_ids = {self.llm.get_tokenizer().eos_token_id}
 
+    @classmethod
+    def wrap(cls, llm: Any) -> VLLMGenerator:
+        """A backend over an existing ``vllm.LLM`` (e.g. the engine TRL colocates and keeps in sync)."""
+        self = cls.__new__(cls)
+        self.llm = llm
+        self.eos_ids = {llm.get_tokenizer().eos_token_id}
+        return self
+
     def reset(self) -> None:
         """Nothing to forget: the prefix cache is content-addressed."""
 

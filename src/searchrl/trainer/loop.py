@@ -75,7 +75,7 @@ class Trainer:
         if not examples:
             raise ValueError("training needs at least one example")
         t = cfg.train
-        if t.kl_in_reward and t.algorithm in ("grpo", "rloo") and t.kl_coef > 0:
+        if t.kl_in_reward and t.algorithm in ("grpo", "dr_grpo", "rloo") and t.kl_coef > 0:
             raise ValueError(f"train.algorithm={t.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         self.cfg, self.tokenizer, self.examples = cfg, tokenizer, list(examples)
         protocol = PROTOCOLS[cfg.rollout.protocol]

@@ -27,6 +27,7 @@ TrajectoryReward = Callable[[Trajectory, tuple[str, ...]], float]
 ESTIMATOR_OF = {
     "ppo": "gae",
     "grpo": "grpo",
+    "dr_grpo": "dr_grpo",
     "reinforce_pp": "reinforce_pp",
     "reinforce_pp_baseline": "reinforce_pp_baseline",
     "rloo": "rloo",
