@@ -49,14 +49,21 @@ def train(
         trl_trainer = build_grpo_trainer(cfg, model, tok, retriever_for(cfg), examples)
         train_with_trl(trl_trainer, cfg.output_dir, resume=resume)
         return
+    import torch
+
+    from searchrl.trainer.distributed import Distributed
     from searchrl.trainer.loop import Trainer
 
-    trainer = Trainer(cfg, model, tok, retriever_for(cfg), examples, cfg.output_dir)
+    dist = Distributed.from_env()  # torchrun / accelerate launch: one process per rank
+    torch.nn.Module.to(model, dist.device)  # each rank's GPU (or the CPU)
+    trainer = Trainer(cfg, model, tok, retriever_for(cfg), examples, cfg.output_dir, dist=dist)
     if resume and trainer.resume():
         error_console().print(f"resumed at step {trainer.state.step}")
     console = error_console()
     trainer.fit(
-        progress=lambda s, n, m: console.print(
+        progress=None
+        if not dist.is_main
+        else lambda s, n, m: console.print(
             f"step {s}/{n} reward {m['reward/mean']:.3f} em {m['reward/em']:.3f} searches {m['rollout/searches']:.2f} "
             f"({m['perf/time_step']:.1f} s)"
         )

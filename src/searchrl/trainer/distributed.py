@@ -37,19 +37,24 @@ class Distributed:
 
     rank: int = 0
     world: int = 1
+    device: str = "cpu"  # where this rank's model and batches live
 
     @classmethod
     def from_env(cls) -> Distributed:
-        """Join the process group named by torchrun's environment (``WORLD_SIZE`` > 1), else one process."""
+        """Join the process group named by torchrun's environment (``WORLD_SIZE`` > 1), else one process.
+        On a CUDA machine each rank takes the GPU ``LOCAL_RANK``."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        device = "cpu"
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
         if world <= 1:
-            return cls()
+            return cls(device=device)
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend=backend)
-        return cls(rank=dist.get_rank(), world=dist.get_world_size())
+            dist.init_process_group(backend="nccl" if device != "cpu" else "gloo")
+        return cls(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
 
     @property
     def is_main(self) -> bool:

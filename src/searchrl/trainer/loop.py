@@ -32,6 +32,7 @@ from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
+from searchrl.rollout.async_engine import AsyncRolloutEngine
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutRequest
 from searchrl.rollout.hf import HFGenerator
@@ -40,6 +41,7 @@ from searchrl.rollout.trace import text_spans
 from searchrl.trainer.batch import RolloutBatch, collate
 from searchrl.trainer.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from searchrl.trainer.components import Reference, ValueModel, add_lora, build_critic
+from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.metrics import MetricsSink
 from searchrl.trainer.policy import token_logprobs
 from searchrl.trainer.stages import (
@@ -70,14 +72,18 @@ class Trainer:
         run_dir: str | Path,
         reward_fn: TrajectoryReward | None = None,
         backend: GeneratorBackend | None = None,
+        dist: Distributed | None = None,
     ) -> None:
-        """``backend`` generates the rollouts (default: the Hugging Face backend over ``policy``)."""
+        """``backend`` generates the rollouts (default: the Hugging Face backend over ``policy``); ``dist``
+        places this process in a data-parallel job (default: one process; see trainer/distributed.py)."""
         if not examples:
             raise ValueError("training needs at least one example")
         t = cfg.train
         if t.kl_in_reward and t.algorithm in ("grpo", "dr_grpo", "rloo") and t.kl_coef > 0:
             raise ValueError(f"train.algorithm={t.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         self.cfg, self.tokenizer, self.examples = cfg, tokenizer, list(examples)
+        self.dist = dist or Distributed()
+        self.dist.share(t.prompts_per_step)  # fails early, naming the field, when the prompts do not split evenly
         protocol = PROTOCOLS[cfg.rollout.protocol]
         stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule) or (RewardStage(t.reward),)
         self.schedule = RewardSchedule(stages)  # train.reward_schedule, else train.reward throughout
@@ -99,13 +105,15 @@ class Trainer:
             cparams = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=0.0)
         self.update = PolicyUpdate(
-            t, self.policy, self.optimizer, self.critic, self.critic_opt, self.reference is not None
+            t, self.policy, self.optimizer, self.critic, self.critic_opt, self.reference is not None, self.dist
         )
         self.protocol: TagProtocol = protocol
         backend = backend or HFGenerator(self.policy, tokenizer)
-        self.engine = RolloutEngine(backend, retriever, tokenizer, protocol, rollout_limits(cfg))
+        asynchronous = callable(getattr(backend, "generate_one", None))  # samples advance independently
+        engine_cls = AsyncRolloutEngine if asynchronous else RolloutEngine
+        self.engine = engine_cls(backend, retriever, tokenizer, protocol, rollout_limits(cfg))
         self.state = TrainState()
-        self.metrics = MetricsSink(self.run_dir)
+        self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
         self.order = list(range(len(self.examples)))
         random.Random(cfg.seed).shuffle(self.order)
 
@@ -122,7 +130,10 @@ class Trainer:
             opts["critic"] = self.critic_opt
         return opts
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer state)."""
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.run_dir, self.state, self.modules(), self.optimizers())
 
     def resume(self) -> bool:
@@ -149,7 +160,8 @@ class Trainer:
         ]
         params = SamplingParams(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k)
         self.policy.eval()
-        return self.engine.run(reqs, params, seed=self.cfg.seed * 1_000_003 + self.state.step)
+        seed = self.cfg.seed * 1_000_003 + self.state.step + self.dist.rank * 7_919_111  # rank 0: the 1-process seed
+        return self.engine.run(reqs, params, seed=seed)
 
     def stage_reward(self, examples: list[QAExample], trajs: list[Trajectory]) -> tuple[list[float], list[float]]:
         """(rewards, exact match) per trajectory; trajectories come grouped by example."""
@@ -179,16 +191,24 @@ class Trainer:
     def stage_logprobs(
         self, batch: RolloutBatch
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Old and reference log-probs and values of the global batch; each rank computes its own rows."""
         self.policy.eval()
-        old = None if self._on_policy(batch.size) else self._forward_chunks(self.policy, batch)
+        rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
+        own = batch if self.dist.world == 1 else batch.select(rows)
+        old = None if self._on_policy(batch.size) else self._forward_chunks(self.policy, own)
         ref = None
         if self.reference is not None:
             with self.reference.model() as ref_model:
-                ref = self._forward_chunks(ref_model, batch)
+                ref = self._forward_chunks(ref_model, own)
         values = None
         if self.critic is not None:
-            values = self.critic(batch.input_ids, batch.attention_mask) * batch.loss_mask
-        return old, ref, values
+            values = self.critic(own.input_ids, own.attention_mask) * own.loss_mask
+        gather = self.dist.gather_rows
+        return (
+            None if old is None else gather(old),
+            None if ref is None else gather(ref),
+            None if values is None else gather(values),
+        )
 
     def stage_advantages(
         self, batch: RolloutBatch, old: torch.Tensor | None, ref: torch.Tensor | None, values: torch.Tensor | None
@@ -202,12 +222,15 @@ class Trainer:
     def stage_collate(self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float]) -> RolloutBatch:
         groups = [i for i in range(len(examples)) for _ in range(self.cfg.rollout.group_size)]
         pad = int(self.tokenizer.pad_token_id)
-        return collate(trajs, rewards, groups, pad, mask_retrieved=self.cfg.train.mask_retrieved_tokens)
+        batch = collate(trajs, rewards, groups, pad, mask_retrieved=self.cfg.train.mask_retrieved_tokens)
+        return batch.to(next(self.policy.parameters()).device)
 
     def stage_log(
         self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float], metrics: dict[str, float]
     ) -> None:
-        """Scalars to the metrics sink, and the best trajectory of the step as a readable sample."""
+        """Scalars to the metrics sink, and the best trajectory of the step as a readable sample (rank 0)."""
+        if self.metrics is None:
+            return
         if len(self.schedule.stages) > 1 and self.reward_fn is None:
             metrics["reward/stage"] = float(self.schedule.stage_index(self.state.step - 1))
         self.metrics.log(self.state.step, metrics)
@@ -223,12 +246,21 @@ class Trainer:
             spans=text_spans(trajs[best], self.tokenizer),
         )
 
+    def stage_gather(
+        self, trajs: list[Trajectory], rewards: list[float], em: list[float]
+    ) -> tuple[list[Trajectory], list[float], list[float]]:
+        """Every rank's trajectories and scores, in global order (a no-op in one process)."""
+        g = self.dist.gather_list
+        return g(trajs), g(rewards), g(em)
+
     # -- one step ---------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
         clock = _Clock()
         examples = self.next_examples()
-        trajs = clock.time("rollout", self.stage_rollout, examples)
-        rewards, em = self.stage_reward(examples, trajs)
+        mine = [examples[i] for i in self.dist.share(len(examples))]
+        trajs = clock.time("rollout", self.stage_rollout, mine)
+        rewards, em = self.stage_reward(mine, trajs)
+        trajs, rewards, em = self.stage_gather(trajs, rewards, em)
         batch = self.stage_collate(examples, trajs, rewards)
         old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
         adv, ret = clock.time("logprobs", self.stage_advantages, batch, old, ref, values)

@@ -19,6 +19,7 @@ from searchrl.algorithms.masked import masked_mean
 from searchrl.algorithms.registry import KL_ESTIMATORS
 from searchrl.config import TrainConfig
 from searchrl.trainer.components import ValueModel
+from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.policy import token_logprobs
 from searchrl.trainer.stages import Scored
 
@@ -34,10 +35,12 @@ class PolicyUpdate:
         critic: ValueModel | None,
         critic_opt: torch.optim.Optimizer | None,
         has_reference: bool,
+        dist: Distributed | None = None,
     ) -> None:
         self.t, self.policy, self.optimizer = t, policy, optimizer
         self.critic, self.critic_opt = critic, critic_opt
         self.has_reference = has_reference
+        self.dist = dist or Distributed()
 
     def only_policy_loss(self) -> bool:
         """Whether a row with zero advantages contributes exactly nothing to the loss."""
@@ -57,16 +60,20 @@ class PolicyUpdate:
         return {k: float(np.mean(v)) for k, v in stats.items()}
 
     def minibatch(self, scored: Scored, index: torch.Tensor) -> dict[str, float]:
-        """One optimizer step on rows ``index`` of ``scored``."""
+        """One optimizer step on rows ``index`` of ``scored`` (global rows; this rank runs its own of them)."""
         t = self.t
-        total_tokens = float(scored.batch.loss_mask[index].sum().clamp(min=1))
+        total_tokens = float(scored.batch.loss_mask[index].sum().clamp(min=1))  # of the global mini-batch
         n_rows = len(index)
         self._zero_grad()
-        out: dict[str, float] = {}
+        skipped: dict[str, float] = {}
         if self.only_policy_loss():  # zero-advantage rows add exactly 0 to the gradient: do not run them
             keep = ~(scored.advantages[index] * scored.batch.loss_mask[index] == 0).all(-1)
-            out["actor/rows_skipped"] = float((~keep).sum()) / n_rows
+            skipped["actor/rows_skipped"] = float((~keep).sum()) / n_rows
             index = index[keep]
+        if self.dist.world > 1:
+            own = self.dist.share(scored.batch.size, "rows")
+            index = index[(index >= own.start) & (index < own.stop)]
+        out: dict[str, float] = {}
         finite = True
         for s in range(0, len(index), t.micro_batch):
             idx = index[s : s + t.micro_batch]
@@ -81,10 +88,17 @@ class PolicyUpdate:
             (loss * weight).backward()
             for k, v in parts.items():
                 out[k] = out.get(k, 0.0) + v * weight
-        norm, stepped = self._step(finite)
+        self.dist.sum_grads(self._params())
+        out = self.dist.sum_stats(out)  # each rank's parts are weighted by its share of the global tokens
+        norm, stepped = self._step(self.dist.all_true(finite))
         out["actor/skipped_steps"] = 0.0 if stepped else 1.0
         out["actor/grad_norm"] = norm
-        return out
+        return {**skipped, **out}
+
+    def _params(self) -> list[torch.Tensor]:
+        """Every parameter the optimizers step, policy first (one fixed order on every rank)."""
+        opts = [o for o in (self.optimizer, self.critic_opt) if o is not None]
+        return [p for o in opts for g in o.param_groups for p in g["params"]]
 
     def _zero_grad(self) -> None:
         """Every trainable parameter gets a zero gradient, so a step with no rows still steps the optimizer
