@@ -201,3 +201,19 @@ def test_cli_rejects_what_trl_cannot_do_naming_the_field() -> None:
     cmd = [sys.executable, "-m", "searchrl.cli", "train", "--engine", "trl", "train.algorithm=ppo"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "train.algorithm=ppo" in res.stderr and "grpo" in res.stderr
+
+
+def test_cli_trains_with_trl(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`searchrl train --engine trl` end to end: one step on the world, TRL's log written."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = [f"model.path={tiny_model_dir}", f"output_dir={out}", "data.train=world:default", "train.steps=1"]
+    args += ["train.prompts_per_step=2", "rollout.group_size=2", "train.mini_batch=4", "train.micro_batch=2"]
+    args += ["train.lora_r=0", "rollout.max_new_tokens=6", "rollout.max_turns=2"]
+    cmd = [sys.executable, "-m", "searchrl.cli", "train", "--engine", "trl", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = (out / "trl_metrics.jsonl").read_text().splitlines()
+    assert any('"reward"' in r for r in records) and (out / "config.yaml").is_file()

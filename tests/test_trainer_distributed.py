@@ -85,17 +85,33 @@ def assert_same_run(one: dict, two: dict, skip: tuple[str, ...]) -> None:  # typ
         assert torch.allclose(two["weights"][name], w, rtol=0, atol=1e-6), name
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The 1-process reference run of each algorithm (shared by the tests below)."""
+    root = tmp_path_factory.mktemp("one")
+    return {a: run_worker("ours", root / a, [*COMMON, *o], 1) for a, o in OURS.items()}
+
+
+def test_prompts_must_split_evenly_over_ranks() -> None:
+    from searchrl.trainer.distributed import Distributed
+
+    assert Distributed(rank=1, world=2).share(4) == range(2, 4)
+    with pytest.raises(ValueError, match=r"train\.prompts_per_step=3 must be a multiple of the world size 2"):
+        Distributed(rank=0, world=2).share(3)
+
+
 @pytest.mark.parametrize("algorithm", sorted(OURS))
-def test_two_processes_match_one(tmp_path: Path, algorithm: str) -> None:
+def test_two_processes_match_one(tmp_path: Path, algorithm: str, one_process: dict[str, dict]) -> None:  # type: ignore[type-arg]
     overrides = [*COMMON, *OURS[algorithm]]
-    one = run_worker("ours", tmp_path / "one", overrides, 1)
+    one = one_process[algorithm]
     two = run_worker("ours", tmp_path / "two", overrides, 2)
     assert_same_run(one, two, skip=("perf/", "retrieval/seconds"))
     assert any(h["reward/std"] > 0 for h in one["history"]), "rewards never varied: the test trains nothing"
-    assert (tmp_path / "two" / "metrics.jsonl").is_file() and (tmp_path / "two" / "latest").is_file()
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and (tmp_path / "two" / "latest").is_file()  # rank 0 alone logs and checkpoints
 
 
-def test_resume_from_another_world_size(tmp_path: Path) -> None:
+def test_resume_from_another_world_size(tmp_path: Path, one_process: dict[str, dict]) -> None:  # type: ignore[type-arg]
     """2 processes train 2 steps and checkpoint; 1 process resumes for step 3: the same as 3 steps in one."""
     overrides = [*COMMON, *OURS["grpo"]]
     run_worker("ours", tmp_path / "run", [*overrides, "train.steps=2"], 2)
@@ -112,7 +128,7 @@ def test_resume_from_another_world_size(tmp_path: Path) -> None:
     trainer = Trainer(cfg, model, tok, KeywordRetriever(CORPUS), EXAMPLES, tmp_path / "run", backend=backend)
     assert trainer.resume() and trainer.state.step == 2
     last = trainer.fit()
-    straight = run_worker("ours", tmp_path / "straight", overrides, 1)
+    straight = one_process["grpo"]
     assert_same_run(
         {"history": straight["history"][2:], "weights": straight["weights"]},
         {"history": last, "weights": {n: p.detach() for n, p in trainer.policy.named_parameters()}},
