@@ -47,7 +47,7 @@ demo: venv
 	$(BIN)/searchrl demo
 
 bench: venv
-	for b in retrieval_bm25 retrieval_http rollout train_step; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in retrieval_bm25 retrieval_http rollout train_step trl_step; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

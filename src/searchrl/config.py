@@ -114,7 +114,7 @@ class RewardStageConfig(Section):
 
 
 class TrainConfig(Section):
-    algorithm: Literal["ppo", "grpo", "reinforce_pp", "reinforce_pp_baseline", "rloo"] = Field(
+    algorithm: Literal["ppo", "grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline", "rloo"] = Field(
         "grpo", description="Advantage estimator and loss family."
     )
     reward: RewardName = Field("em", description="Outcome reward (searchrl.rewards.outcome.REWARD_FUNCTIONS).")
@@ -169,6 +169,20 @@ class TrainConfig(Section):
         return stages
 
 
+class TRLConfig(Section):
+    """How ``searchrl train --engine trl`` runs TRL's GRPOTrainer (see searchrl.engines.trl)."""
+
+    vllm: Literal["off", "colocate", "server"] = Field(
+        "off", description="Rollouts on the training model (off), on vLLM in the training processes, or a vLLM server."
+    )
+    vllm_server_host: str = Field("127.0.0.1", description="Host of `trl vllm-serve` (vllm=server).")
+    vllm_server_port: int = Field(8000, ge=1, le=65535, description="Port of `trl vllm-serve` (vllm=server).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (vllm=colocate)."
+    )
+    bf16: bool = Field(False, description="Train in bfloat16 mixed precision (GPUs).")
+
+
 class Config(Section):
     seed: int = Field(0, description="Global seed, passed explicitly to every component that samples.")
     output_dir: str = Field("runs/default", description="Where a run writes its config, metrics and checkpoints.")
@@ -178,6 +192,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    trl: TRLConfig = Field(default_factory=TRLConfig)
 
 
 def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:

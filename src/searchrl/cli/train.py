@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,27 +11,59 @@ from rich.console import Console
 from searchrl.cli.common import ConfigOpt, Overrides, error_console, resolve, retriever_for
 
 
+class Engine(StrEnum):
+    ours = "ours"
+    trl = "trl"
+
+
 def train(
     config: ConfigOpt = None,
     overrides: Overrides = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's latest checkpoint.")] = False,
+    engine: Annotated[
+        Engine, typer.Option(help="ours: searchrl's trainer (every algorithm); trl: TRL's GRPOTrainer (grpo, dr_grpo).")
+    ] = Engine.ours,
 ) -> None:
-    """RL-train the policy (train.algorithm) on data.train with the configured retriever."""
+    """RL-train the policy (train.algorithm) on data.train with the configured retriever.
+
+    Under torchrun / accelerate launch, every process runs this command; rank 0 logs and checkpoints."""
     from searchrl.config import save_config
     from searchrl.data.sources import load_source
     from searchrl.models import load_policy
-    from searchrl.trainer.loop import Trainer
 
     cfg = resolve(config, overrides)
+    if engine is Engine.trl:
+        from searchrl.engines.trl import grpo_args
+
+        try:
+            grpo_args(cfg)  # a field TRL cannot honour fails here, before any model is loaded
+        except ValueError as exc:
+            error_console().print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
     examples = load_source(cfg.data.train, "train", cfg.data.max_examples)
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
     save_config(cfg, cfg.output_dir)
-    trainer = Trainer(cfg, model, tok, retriever_for(cfg), examples, cfg.output_dir)
+    if engine is Engine.trl:
+        from searchrl.engines.trl import build_grpo_trainer, train_with_trl
+
+        trl_trainer = build_grpo_trainer(cfg, model, tok, retriever_for(cfg), examples)
+        train_with_trl(trl_trainer, cfg.output_dir, resume=resume)
+        return
+    import torch
+
+    from searchrl.trainer.distributed import Distributed
+    from searchrl.trainer.loop import Trainer
+
+    dist = Distributed.from_env()  # torchrun / accelerate launch: one process per rank
+    torch.nn.Module.to(model, dist.device)  # each rank's GPU (or the CPU)
+    trainer = Trainer(cfg, model, tok, retriever_for(cfg), examples, cfg.output_dir, dist=dist)
     if resume and trainer.resume():
         error_console().print(f"resumed at step {trainer.state.step}")
     console = error_console()
     trainer.fit(
-        progress=lambda s, n, m: console.print(
+        progress=None
+        if not dist.is_main
+        else lambda s, n, m: console.print(
             f"step {s}/{n} reward {m['reward/mean']:.3f} em {m['reward/em']:.3f} searches {m['rollout/searches']:.2f} "
             f"({m['perf/time_step']:.1f} s)"
         )

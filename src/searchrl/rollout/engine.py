@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from searchrl.data.protocols import Answer, Invalid, Search, TagProtocol
-from searchrl.rollout.backend import GeneratorBackend, SamplingParams
+from searchrl.rollout.backend import Completion, GeneratorBackend, SamplingParams
 from searchrl.types import Passage, Trajectory, Turn
 
 if TYPE_CHECKING:
@@ -103,15 +103,7 @@ class RolloutEngine:
 
     def run(self, requests: Sequence[RolloutRequest], params: SamplingParams, seed: int) -> list[Trajectory]:
         """Roll out every request to the end; returns trajectories in request order."""
-        lim = self.limits
-        rows = [
-            _Row(r.example_id, r.sample_index, list(r.prompt_ids), len(r.prompt_ids), [0] * len(r.prompt_ids))
-            for r in requests
-        ]
-        for row in rows:
-            row.logprobs = [0.0] * row.prompt_len
-            if row.prompt_len >= lim.max_context:
-                row.finish = "context"
+        rows = self._start(requests)
         self.backend.reset()
         turn = 0
         while True:
@@ -128,6 +120,17 @@ class RolloutEngine:
         self.backend.reset()
         return [self._finish(r) for r in rows]
 
+    def _start(self, requests: Sequence[RolloutRequest]) -> list[_Row]:
+        rows = [
+            _Row(r.example_id, r.sample_index, list(r.prompt_ids), len(r.prompt_ids), [0] * len(r.prompt_ids))
+            for r in requests
+        ]
+        for row in rows:
+            row.logprobs = [0.0] * row.prompt_len
+            if row.prompt_len >= self.limits.max_context:
+                row.finish = "context"
+        return rows
+
     # -- stages of a turn -------------------------------------------------------------------------
     def _generate_turn(self, rows: list[_Row], active: list[int], params: SamplingParams, seed: int) -> None:
         lim = self.limits
@@ -135,13 +138,16 @@ class RolloutEngine:
         stops = list(self.protocol.stop_strings)
         outs = self.backend.generate(active, [rows[i].ids for i in active], budgets, stops, params, seed)
         for i, out in zip(active, outs, strict=True):
-            row = rows[i]
-            row.append(out.token_ids, sampled=True, logprobs=out.logprobs)
-            text = self._decode(out.token_ids, skip_special=True)
-            if row.forced:
-                text = self.protocol.force_answer_prefix + text
-            action = self.protocol.parse_action(text)
-            self._apply(row, action, len(out.token_ids), out.finish)
+            self._take(rows[i], out)
+
+    def _take(self, row: _Row, out: Completion) -> None:
+        """Append what the policy sampled (mask 1) and act on the action it wrote."""
+        row.append(out.token_ids, sampled=True, logprobs=out.logprobs)
+        text = self._decode(out.token_ids, skip_special=True)
+        if row.forced:
+            text = self.protocol.force_answer_prefix + text
+        action = self.protocol.parse_action(text)
+        self._apply(row, action, len(out.token_ids), out.finish)
 
     def _apply(self, row: _Row, action: Search | Answer | Invalid, n_gen: int, finish: str) -> None:
         lim = self.limits

@@ -6,6 +6,8 @@ first stop string (kept, as a real backend keeps it), at an end-of-sequence toke
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -59,3 +61,49 @@ class ScriptedBackend:
         if len(ids) > budget:
             ids, finish = ids[:budget], "length"
         return Completion(ids, [-1.0] * len(ids), finish)
+
+
+class ScriptedAsyncBackend(ScriptedBackend):
+    """The scripted backend with a latency of ``seconds_per_token`` per sampled token, in both modes.
+
+    A synchronous call returns when its longest row is done (a batched decode ends with its longest
+    sample); ``generate_one`` returns after its own row's tokens (continuous batching). ``events``
+    records ("start" | "end", key, turn) in the order they happen, to show the absence of a barrier.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, scripts: Sequence[Sequence[str]], seconds_per_token: float):
+        super().__init__(tokenizer, scripts)
+        self.seconds_per_token = seconds_per_token
+        self.events: list[tuple[str, int, int]] = []
+
+    def generate(
+        self,
+        keys: Sequence[int],
+        contexts: Sequence[Sequence[int]],
+        max_new_tokens: Sequence[int],
+        stop: Sequence[str],
+        params: SamplingParams,
+        seed: int,
+    ) -> list[Completion]:
+        turns = [self._pos[k] for k in keys]
+        self.events += [("start", k, t) for k, t in zip(keys, turns, strict=True)]
+        out = super().generate(keys, contexts, max_new_tokens, stop, params, seed)
+        time.sleep(self.seconds_per_token * max(len(c.token_ids) for c in out))
+        self.events += [("end", k, t) for k, t in zip(keys, turns, strict=True)]
+        return out
+
+    async def generate_one(
+        self,
+        key: int,
+        context: Sequence[int],
+        max_new_tokens: int,
+        stop: Sequence[str],
+        params: SamplingParams,
+        seed: int,
+    ) -> Completion:
+        turn = self._pos[key]
+        self.events.append(("start", key, turn))
+        [out] = super().generate([key], [context], [max_new_tokens], stop, params, seed)
+        await asyncio.sleep(self.seconds_per_token * len(out.token_ids))
+        self.events.append(("end", key, turn))
+        return out

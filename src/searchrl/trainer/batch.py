@@ -36,6 +36,10 @@ class RolloutBatch:
         """Rows ``index`` of every field (mini-batches)."""
         return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        """Every field on ``device`` (the policy's)."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
     @property
     def size(self) -> int:
         return int(self.input_ids.shape[0])

@@ -1,0 +1,159 @@
+"""The update stage: epochs over mini-batches, micro-batch gradient accumulation, one optimizer step each.
+
+Gradient accumulation weights each micro-batch by its share of the mini-batch's tokens (or rows), so
+micro-batch size x accumulation steps does not change the update. A non-finite loss or gradient skips
+that optimizer step and is logged (``actor/skipped_steps``). Rows whose advantages are all zero are
+not run when no other loss term needs them (``train.fast_paths``): their gradient is exactly zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from searchrl.algorithms.losses import clipped_policy_loss, value_loss
+from searchrl.algorithms.masked import masked_mean
+from searchrl.algorithms.registry import KL_ESTIMATORS
+from searchrl.config import TrainConfig
+from searchrl.trainer.components import ValueModel
+from searchrl.trainer.distributed import Distributed
+from searchrl.trainer.policy import token_logprobs
+from searchrl.trainer.stages import Scored
+
+
+class PolicyUpdate:
+    """Applies ``train.*``'s update rule to a policy (and critic) with their optimizers."""
+
+    def __init__(
+        self,
+        t: TrainConfig,
+        policy: Any,
+        optimizer: torch.optim.Optimizer,
+        critic: ValueModel | None,
+        critic_opt: torch.optim.Optimizer | None,
+        has_reference: bool,
+        dist: Distributed | None = None,
+    ) -> None:
+        self.t, self.policy, self.optimizer = t, policy, optimizer
+        self.critic, self.critic_opt = critic, critic_opt
+        self.has_reference = has_reference
+        self.dist = dist or Distributed()
+
+    def only_policy_loss(self) -> bool:
+        """Whether a row with zero advantages contributes exactly nothing to the loss."""
+        t = self.t
+        kl_in_loss = self.has_reference and not t.kl_in_reward
+        return t.fast_paths and not kl_in_loss and t.entropy_coef == 0 and self.critic is None
+
+    def run(self, scored: Scored, gen: torch.Generator) -> dict[str, float]:
+        """``train.epochs`` passes over ``scored`` in mini-batches drawn by ``gen``; mean stats per key."""
+        self.policy.train()
+        stats: dict[str, list[float]] = {}
+        for _ in range(self.t.epochs):
+            perm = torch.randperm(scored.batch.size, generator=gen)
+            for s in range(0, scored.batch.size, self.t.mini_batch):
+                for k, v in self.minibatch(scored, perm[s : s + self.t.mini_batch]).items():
+                    stats.setdefault(k, []).append(v)
+        return {k: float(np.mean(v)) for k, v in stats.items()}
+
+    def minibatch(self, scored: Scored, index: torch.Tensor) -> dict[str, float]:
+        """One optimizer step on rows ``index`` of ``scored`` (global rows; this rank runs its own of them)."""
+        t = self.t
+        total_tokens = float(scored.batch.loss_mask[index].sum().clamp(min=1))  # of the global mini-batch
+        n_rows = len(index)
+        self._zero_grad()
+        skipped: dict[str, float] = {}
+        if self.only_policy_loss():  # zero-advantage rows add exactly 0 to the gradient: do not run them
+            keep = ~(scored.advantages[index] * scored.batch.loss_mask[index] == 0).all(-1)
+            skipped["actor/rows_skipped"] = float((~keep).sum()) / n_rows
+            index = index[keep]
+        if self.dist.world > 1:
+            own = self.dist.share(scored.batch.size, "rows")
+            index = index[(index >= own.start) & (index < own.stop)]
+        out: dict[str, float] = {}
+        finite = True
+        for s in range(0, len(index), t.micro_batch):
+            idx = index[s : s + t.micro_batch]
+            weight = float(scored.batch.loss_mask[idx].sum()) / total_tokens
+            if t.loss_agg != "token-mean":
+                weight = len(idx) / n_rows
+            parts = self.micro_losses(scored, idx)
+            loss = parts.pop("loss")
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            (loss * weight).backward()
+            for k, v in parts.items():
+                out[k] = out.get(k, 0.0) + v * weight
+        self.dist.sum_grads(self._params())
+        out = self.dist.sum_stats(out)  # each rank's parts are weighted by its share of the global tokens
+        norm, stepped = self._step(self.dist.all_true(finite))
+        out["actor/skipped_steps"] = 0.0 if stepped else 1.0
+        out["actor/grad_norm"] = norm
+        return {**skipped, **out}
+
+    def _params(self) -> list[torch.Tensor]:
+        """Every parameter the optimizers step, policy first (one fixed order on every rank)."""
+        opts = [o for o in (self.optimizer, self.critic_opt) if o is not None]
+        return [p for o in opts for g in o.param_groups for p in g["params"]]
+
+    def _zero_grad(self) -> None:
+        """Every trainable parameter gets a zero gradient, so a step with no rows still steps the optimizer
+        (momentum, weight decay) exactly as one whose gradient happens to be zero."""
+        for opt in (self.optimizer, self.critic_opt):
+            if opt is not None:
+                for group in opt.param_groups:
+                    for p in group["params"]:
+                        p.grad = torch.zeros_like(p)
+
+    def _step(self, finite: bool) -> tuple[float, bool]:
+        """Clip and step; returns (the policy's gradient norm, whether the optimizers stepped)."""
+        t = self.t
+        grads = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = float(torch.nn.utils.clip_grad_norm_(grads, t.max_grad_norm))
+        stepped = finite and math.isfinite(norm)
+        if stepped:
+            self.optimizer.step()
+            if self.critic_opt is not None and self.critic is not None:
+                cgrads = [p for g in self.critic_opt.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(cgrads, t.max_grad_norm)
+                self.critic_opt.step()
+        for opt in (self.optimizer, self.critic_opt):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        return norm, stepped
+
+    def micro_losses(self, scored: Scored, idx: torch.Tensor) -> dict[str, Any]:
+        """The loss of rows ``idx`` (key ``loss``, a tensor) and its parts as floats."""
+        t = self.t
+        b = scored.batch.select(idx)
+        mask = b.loss_mask
+        new, ent = token_logprobs(self.policy, b.input_ids, b.attention_mask, mask, with_entropy=t.entropy_coef > 0)
+        old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
+        pl = clipped_policy_loss(
+            new, old, scored.advantages[idx], mask, clip_low=t.clip_eps, clip_high=t.clip_eps, agg=t.loss_agg
+        )
+        loss = pl.loss
+        out: dict[str, Any] = {
+            "actor/pg_loss": float(pl.loss.detach()),
+            "actor/clip_frac": float(pl.clip_frac),
+            "actor/approx_kl": float(pl.approx_kl),
+        }
+        if scored.ref_logprobs is not None and not t.kl_in_reward:
+            kl = masked_mean(KL_ESTIMATORS[t.kl_estimator](new, scored.ref_logprobs[idx]), mask)
+            loss = loss + t.kl_coef * kl
+            out["actor/kl"] = float(kl.detach())
+        if ent is not None:
+            entropy = masked_mean(ent, mask)
+            loss = loss - t.entropy_coef * entropy
+            out["actor/entropy"] = float(entropy.detach())
+        if self.critic is not None and scored.old_values is not None:
+            values = self.critic(b.input_ids, b.attention_mask)
+            vl = value_loss(values, scored.old_values[idx], scored.returns[idx], mask)
+            loss = loss + vl.loss
+            out["critic/value_loss"] = float(vl.loss.detach())
+        out["loss"] = loss
+        return out
