@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from searchrl.retrieval.base import RetrievalError, Retriever
-from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize
+from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize, tokenize_ids
 from searchrl.retrieval.corpus import load_corpus
 from searchrl.retrieval.store import STORE_FILE, PassageStore, write_store
 from searchrl.types import Passage
@@ -99,7 +99,7 @@ def test_streaming_build_matches_the_in_memory_build(bm25: BM25Retriever, wiki: 
 
     queries = [p.title for p in wiki[:60]] + ["Danish fleet against the Wendish pirates", "the of", "zzqx"]
     info = build_bm25_stream(
-        [wiki[i : i + 37] for i in range(0, len(wiki), 37)], tmp_path / "idx" / "bm25", tokenize, budget=2_000
+        [wiki[i : i + 37] for i in range(0, len(wiki), 37)], tmp_path / "idx" / "bm25", tokenize_ids, budget=2_000
     )
     assert info["n_docs"] == 1000 and info["nnz"] == len(bm25.model.scores["data"])
     (tmp_path / "idx" / META_FILE).write_text(json.dumps({"stemmed": False, "n_passages": 1000}))

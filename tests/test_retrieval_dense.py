@@ -118,7 +118,7 @@ def test_load_refuses_a_mismatched_folder(
 def test_bad_arguments(small: list[Passage], model: Any, flat: DenseRetriever) -> None:
     with pytest.raises(ValueError, match="empty corpus"):
         DenseRetriever.build([], model=model)
-    with pytest.raises(ValueError, match="faiss cannot build index 'ivf' for 384-d vectors .* index_factory string"):
+    with pytest.raises(ValueError, match=r"faiss cannot build index 'ivf' for 384-d vectors .* index_factory string"):
         DenseRetriever.build(small, model=model, faiss="ivf")
     with pytest.raises(ValueError, match="k must be at least 1"):
         flat.search(["x"], 0)

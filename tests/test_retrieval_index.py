@@ -10,9 +10,9 @@ import pytest
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.retrieval.build import build_index
 from searchrl.retrieval.client import HTTPRetriever
 from searchrl.retrieval.corpus import load_corpus, write_corpus_jsonl
-from searchrl.retrieval.build import build_index
 from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever
 from searchrl.retrieval.index import (
     MANIFEST_VERSION,
@@ -23,8 +23,8 @@ from searchrl.retrieval.index import (
     read_manifest,
     retriever_from_config,
 )
-from searchrl.retrieval.web import WebSearchRetriever
 from searchrl.retrieval.store import STORE_FILE, write_store
+from searchrl.retrieval.web import WebSearchRetriever
 from searchrl.types import Passage
 from searchrl.utils import file_fingerprint
 

@@ -4,8 +4,8 @@
 70 GB for wiki-18). This builder never holds more than one batch of tokens, plus arrays that grow with
 the vocabulary (document frequencies) and with the passage count (one int32 length per passage):
 
-1. **Tokenize.** Each batch is tokenized (:func:`searchrl.retrieval.bm25.tokenize`), its words mapped
-   to ids in a vocabulary that grows as words first appear, and its (term, document, tf) triples are
+1. **Tokenize.** Each batch is tokenized (:func:`searchrl.retrieval.bm25.tokenize_ids`), its words
+   mapped to ids in a vocabulary that grows as words first appear, and its (term, document, tf) triples are
    written to a run file sorted by term, then document. Document lengths and frequencies accumulate.
 2. **Merge.** With the passage count, mean length and every term's document frequency known, the
    score matrix's column pointers are fixed. Terms are then taken in ranges holding at most
@@ -20,6 +20,7 @@ them, so a query's scores match an in-memory ``bm25s`` build to float32 rounding
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,11 @@ import numpy as np
 
 from searchrl.types import Passage
 
-DEFAULT_BUDGET = 16_000_000  # nonzeros per merge range: about 200 MB of working arrays
+DEFAULT_BUDGET = 16_000_000
+# texts -> (token ids per text, that call's vocabulary word -> id), as bm25s.tokenize(return_ids=True)
+Tokenizer = Callable[
+    [list[str]], tuple[list[list[int]], dict[str, int]]
+]  # nonzeros per merge range: about 200 MB of working arrays
 
 
 def _npy_writer(path: Path, dtype: str, length: int) -> BinaryIO:
@@ -43,7 +48,7 @@ def _npy_writer(path: Path, dtype: str, length: int) -> BinaryIO:
 class _Runs:
     """Phase 1: per-batch run files of (term, doc, tf), sorted by (term, doc)."""
 
-    def __init__(self, work: Path, tokenize: Callable[[list[str]], list[list[str]]]) -> None:
+    def __init__(self, work: Path, tokenize: Tokenizer) -> None:
         self.work = work
         self.tokenize = tokenize
         self.vocab: dict[str, int] = {}
@@ -53,13 +58,15 @@ class _Runs:
         self.n_runs = 0
 
     def add(self, texts: list[str]) -> None:
-        tokens = self.tokenize(texts)
-        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int32, count=len(tokens))
+        ids, local_vocab = self.tokenize(texts)
         vocab = self.vocab
-        flat = np.fromiter(
-            (vocab.setdefault(w, len(vocab)) for doc in tokens for w in doc), dtype=np.int64, count=int(lengths.sum())
-        )
-        local = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+        # batch-local token ids -> global ids: one dict lookup per distinct word, then one gather
+        to_global = np.zeros(len(local_vocab), dtype=np.int64)
+        for word, i in local_vocab.items():
+            to_global[i] = vocab.setdefault(word, len(vocab))
+        lengths = np.fromiter((len(t) for t in ids), dtype=np.int32, count=len(ids))
+        flat = to_global[np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))]
+        local = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
         pairs, tf = np.unique((flat << 32) | local, return_counts=True)  # sorted by term, then doc
         terms = (pairs >> 32).astype(np.int32)
         docs = (pairs & 0xFFFFFFFF).astype(np.int64) + self.n_docs
@@ -71,7 +78,7 @@ class _Runs:
         np.save(f"{run}.docs.npy", docs.astype(np.int32))
         np.save(f"{run}.tf.npy", tf.astype(np.float32))
         self.lengths.append(lengths)
-        self.n_docs += len(tokens)
+        self.n_docs += len(ids)
         self.n_runs += 1
 
 
@@ -133,7 +140,7 @@ def _merge(runs: _Runs, out: Path, k1: float, b: float, budget: int) -> int:
 def build_bm25_stream(
     batches: Iterable[Sequence[Passage]],
     out: str | Path,
-    tokenize: Callable[[list[str]], list[list[str]]],
+    tokenize: Tokenizer,
     *,
     k1: float = 1.5,
     b: float = 0.75,
@@ -143,7 +150,7 @@ def build_bm25_stream(
     """Write a bm25s index folder at ``out`` over ``batches`` (title and text of each passage, as
     :class:`~searchrl.retrieval.bm25.BM25Retriever` indexes them); returns its counts.
 
-    ``tokenize`` turns a list of texts into word lists; ``budget`` bounds the merge's working set
+    ``tokenize`` turns a list of texts into token ids and its vocabulary (:data:`Tokenizer`); ``budget`` bounds the merge's working set
     (nonzeros per term range); ``progress(n)`` is called after each batch.
     """
     import bm25s
@@ -164,8 +171,7 @@ def build_bm25_stream(
         nnz = _merge(runs, out, k1, b, budget)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    with open(out / "vocab.index.json", "w", encoding="utf-8") as fh:
-        json.dump(runs.vocab, fh, ensure_ascii=False)
+    (out / "vocab.index.json").write_text(json.dumps(runs.vocab, ensure_ascii=False), encoding="utf-8")
     model = bm25s.BM25(k1=k1, b=b)
     params = {
         "k1": k1,

@@ -84,11 +84,12 @@ def _build_bm25(store: PassageStore, tmp: Path, progress: bool) -> dict[str, Any
 def _build_dense(store: PassageStore, tmp: Path, work: Path, spec: DenseBuild, progress: bool) -> dict[str, Any]:
     import faiss
 
-    from searchrl.retrieval.dense import DenseRetriever, encoder_prefixes, load_encoder
+    from searchrl.retrieval.dense import DenseRetriever, embedding_dim, encoder_prefixes, load_encoder
     from searchrl.retrieval.encoding import encode_store, sample_rows
-    from searchrl.retrieval.faiss_index import build_from_shards, recall_vs_exact, set_search_params
+    from searchrl.retrieval.faiss_index import build_from_shards, new_index, recall_vs_exact, set_search_params
 
     model = load_encoder(spec.encoder, spec.device)
+    new_index(embedding_dim(model), spec.faiss, spec.hnsw_m)  # a bad factory string fails before encoding
     _, passage_prefix = encoder_prefixes(spec.encoder)
     folder = "embeddings-" + hashlib.sha256(spec.encoder.encode()).hexdigest()[:12]  # one per encoder
     shards = encode_store(

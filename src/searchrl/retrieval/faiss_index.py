@@ -90,9 +90,10 @@ def exact_topk(shards: list[Path], queries: np.ndarray, k: int, block: int = 65_
             scores = queries @ np.asarray(arr[b : b + block], dtype=np.float32).T
             ids = np.arange(start + b, start + b + scores.shape[1])[None, :].repeat(len(queries), 0)
             cat_s, cat_i = np.concatenate([best_s, scores], 1), np.concatenate([best_i, ids], 1)
-            top = np.argsort(-cat_s, axis=1, kind="stable")[:, :k]
+            top = np.argpartition(-cat_s, min(k, cat_s.shape[1]) - 1, axis=1)[:, :k]
             best_s, best_i = np.take_along_axis(cat_s, top, 1), np.take_along_axis(cat_i, top, 1)
-    return best_i
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_i, order, 1)
 
 
 def recall_vs_exact(index: Any, shards: list[Path], queries: np.ndarray, k: int) -> float:
