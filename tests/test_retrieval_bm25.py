@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from searchrl.retrieval.base import RetrievalError, Retriever
-from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize
+from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize, tokenize_ids
 from searchrl.retrieval.corpus import load_corpus
+from searchrl.retrieval.store import STORE_FILE, PassageStore, write_store
 from searchrl.types import Passage
 
 
@@ -70,7 +71,7 @@ def test_edge_queries_and_k(bm25: BM25Retriever, wiki: list[Passage]) -> None:
 def test_save_load_round_trip(bm25: BM25Retriever, wiki: list[Passage], tmp_path: Path) -> None:
     queries = [p.title for p in wiki[100:140]] + ["Danish fleet against the Wendish pirates"]
     bm25.save(tmp_path / "idx")
-    assert {"bm25", META_FILE, "passages.jsonl"} <= {p.name for p in (tmp_path / "idx").iterdir()}
+    assert {"bm25", META_FILE, STORE_FILE} <= {p.name for p in (tmp_path / "idx").iterdir()}
     assert BM25Retriever.load(tmp_path / "idx").search(queries, 4) == bm25.search(queries, 4)
     assert BM25Retriever.load(tmp_path / "idx", wiki, mmap=True).search(queries, 4) == bm25.search(queries, 4)
     with pytest.raises(RetrievalError, match="holds 1000 passages, but 999 were given"):
@@ -88,3 +89,33 @@ def test_stemming_needs_pystemmer(wiki: list[Passage], tmp_path: Path) -> None:
     (tmp_path / META_FILE).write_text(json.dumps({"stemmed": True, "n_passages": 5}))
     with pytest.raises(RetrievalError, match="pip install PyStemmer"):
         BM25Retriever.load(tmp_path)
+
+
+def test_streaming_build_matches_the_in_memory_build(bm25: BM25Retriever, wiki: list[Passage], tmp_path: Path) -> None:
+    """Small batches and a small merge budget force many runs and term ranges; the matrix must be the
+    one bm25s builds in memory. Scores differ only by float32 rounding (bm25s rounds each tf part to
+    float32 before multiplying by the idf; the stream rounds once), so they are compared to 1e-5."""
+    from searchrl.retrieval.bm25_stream import build_bm25_stream
+
+    queries = [p.title for p in wiki[:60]] + ["Danish fleet against the Wendish pirates", "the of", "zzqx"]
+    info = build_bm25_stream(
+        [wiki[i : i + 37] for i in range(0, len(wiki), 37)], tmp_path / "idx" / "bm25", tokenize_ids, budget=2_000
+    )
+    assert info["n_docs"] == 1000 and info["nnz"] == len(bm25.model.scores["data"])
+    (tmp_path / "idx" / META_FILE).write_text(json.dumps({"stemmed": False, "n_passages": 1000}))
+    write_store(wiki, tmp_path / "idx" / STORE_FILE, dedupe=False)
+    streamed = BM25Retriever.load(tmp_path / "idx", mmap=True)
+    assert isinstance(streamed.passages, PassageStore)  # text fetched on demand, not held
+    got, want = streamed.search(queries, 5), bm25.search(queries, 5)
+    assert [[p.id for p in r] for r in got[:-2]] == [[p.id for p in r] for r in want[:-2]]
+    assert [p.score for r in got for p in r] == pytest.approx([p.score for r in want for p in r], abs=1e-5)
+    assert {p.score for r in got[-2:] for p in r} == {0.0}  # stopwords only, unknown word
+
+
+def test_build_folder_streams_a_store(wiki: list[Passage], tmp_path: Path) -> None:
+    write_store(wiki, tmp_path / STORE_FILE, dedupe=False)
+    store = PassageStore(tmp_path / STORE_FILE)
+    seen: list[int] = []
+    info = BM25Retriever.build_folder(store, tmp_path, stem=False, batch=300, progress=seen.append)
+    assert seen == [300, 300, 300, 100] and info["params"]["stemmed"] is False
+    assert BM25Retriever.load(tmp_path).search(["Evan Morris lobbyist"], 1)[0][0].id == wiki[0].id

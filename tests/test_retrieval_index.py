@@ -10,6 +10,7 @@ import pytest
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.retrieval.build import build_index
 from searchrl.retrieval.client import HTTPRetriever
 from searchrl.retrieval.corpus import load_corpus, write_corpus_jsonl
 from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever
@@ -17,12 +18,12 @@ from searchrl.retrieval.index import (
     MANIFEST_VERSION,
     IndexMismatch,
     InvalidIndex,
-    build_index,
     load_index,
     passages_fingerprint,
     read_manifest,
     retriever_from_config,
 )
+from searchrl.retrieval.store import STORE_FILE, write_store
 from searchrl.retrieval.web import WebSearchRetriever
 from searchrl.types import Passage
 from searchrl.utils import file_fingerprint
@@ -57,7 +58,9 @@ def test_bm25_index_round_trip_and_manifest(wiki: list[Passage], corpus_file: Pa
     assert manifest["params"] == {"k1": 1.5, "b": 0.75, "method": "lucene", "stemmed": False}
     assert manifest["searchrl_version"] and manifest["created"].endswith("Z") and "bm25s" in manifest["libraries"]
     loaded = load_index(folder, {"kind": "bm25", "corpus_fingerprint": file_fingerprint(corpus_file)})
-    assert loaded.search(queries, 3) == BM25Retriever.build(wiki).search(queries, 3)
+    got, want = loaded.search(queries, 3), BM25Retriever.build(wiki).search(queries, 3)
+    assert [[p.id for p in r] for r in got] == [[p.id for p in r] for r in want]  # streamed build, same ranks
+    assert [p.score for r in got for p in r] == pytest.approx([p.score for r in want for p in r], abs=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temporary folder left behind
 
 
@@ -106,15 +109,26 @@ def test_damaged_folders_are_refused(wiki: list[Passage], tmp_path: Path) -> Non
     with pytest.raises(InvalidIndex, match=r"has no manifest\.json; build one with `searchrl index build`"):
         load_index(tmp_path)
     folder = build_index(wiki[:50], tmp_path / "idx", "bm25", progress=False)
-    write_corpus_jsonl(wiki[:49], folder / "passages.jsonl")  # passages changed under the index
-    with pytest.raises(InvalidIndex, match=r"passages\.jsonl \(49 passages\) does not match"):
+    good = (folder / STORE_FILE).read_bytes()
+    (folder / STORE_FILE).unlink()
+    write_store(wiki[:49], folder / STORE_FILE)  # passages changed under the index
+    with pytest.raises(InvalidIndex, match=r"passages\.sqlite \(49 passages\) does not match"):
         load_index(folder)
+    (folder / STORE_FILE).unlink()
+    write_store(wiki[1:51], folder / STORE_FILE)  # as many passages, other ones
+    with pytest.raises(InvalidIndex, match=r"passages\.sqlite \(50 passages\) does not match"):
+        load_index(folder)
+    (folder / STORE_FILE).write_bytes(b"not a database" * 100)
+    with pytest.raises(InvalidIndex, match=r"is not a passage store"):
+        load_index(folder)
+    (folder / STORE_FILE).write_bytes(good)
+    assert len(load_index(folder).search(["Evan"], 3)[0]) == 3
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(InvalidIndex, match="is corrupt"):
         load_index(folder)
     (folder / "manifest.json").write_text(json.dumps({**manifest, "manifest_version": 1}))
-    with pytest.raises(InvalidIndex, match="manifest version 1, this searchrl reads 2"):
+    with pytest.raises(InvalidIndex, match="manifest version 1, this searchrl reads 3"):
         load_index(folder)
     del manifest["passages_fingerprint"]
     (folder / "manifest.json").write_text(json.dumps(manifest))

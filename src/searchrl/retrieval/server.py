@@ -346,8 +346,8 @@ def run_server(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
 
     if serve_cfg.workers != 1:
         raise ValueError(
-            f"serve.workers={serve_cfg.workers}: the retriever lives in this process, so the server runs one "
-            "worker; start several servers on different ports to scale out"
+            f"serve.workers={serve_cfg.workers}: run_server serves one process; several workers each build "
+            "their own retriever, see searchrl.retrieval.workers.run_workers (`searchrl serve serve.workers=N`)"
         )
     app = create_app(retriever, serve_cfg, token)
     # The index is built and will live as long as the process: move it out of the collector's reach.
