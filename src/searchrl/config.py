@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from searchrl.rewards.outcome import RewardName  # one list, beside the registry it names
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
 
 
@@ -119,18 +120,6 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
     group_size: int = Field(4, ge=1, description="Samples per prompt (GRPO/RLOO groups).")
-
-
-RewardName = Literal[
-    "em",
-    "cover_em",
-    "f1",
-    "em_format",
-    "r1_searcher_stage1",
-    "r1_searcher_stage1_grounded",
-    "r1_searcher_stage2",
-    "r1_searcher_stage2_em",
-]
 
 
 class RewardStageConfig(Section):
