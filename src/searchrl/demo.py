@@ -41,7 +41,7 @@ from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rollout.hf import HFGenerator
 from searchrl.trainer.loop import Trainer, rollout_limits
-from searchrl.trainer.sft import GoldTrajectory, gold_to_trajectory, sft
+from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
 
@@ -184,23 +184,14 @@ def run_demo(
             log(f"sft: done before, resumed from checkpoint at RL step {trainer.state.step}")
         else:
             t = time.perf_counter()
-            trajs = [gold_to_trajectory(g, tok, protocol, retriever, cfg.retrieval.topk) for g in golds]
-            steps = cfg.train.sft_epochs * -(-len(trajs) // 8)
+            steps = cfg.train.sft_epochs * -(-len(golds) // 8)
             with bars.stage("sft warm start", steps) as advance:
-                losses = sft(
-                    trainer.policy,
-                    trajs,
-                    int(tok.pad_token_id),
-                    epochs=cfg.train.sft_epochs,
-                    micro_batch=cfg.train.micro_batch,
-                    lr=cfg.train.sft_lr,
-                    seed=cfg.seed,
-                    on_step=lambda i, loss: advance(1, f"loss {loss:.3f}"),
+                losses, n_golds = warm_start(
+                    trainer, golds, retriever, on_step=lambda i, loss: advance(1, f"loss {loss:.3f}")
                 )
-            trainer.save()  # checkpoint 0: the warm-started adapter
-            atomic_write_text(sft_done, json.dumps({"losses": losses, "examples": len(trajs)}))
+            atomic_write_text(sft_done, json.dumps({"losses": losses, "examples": n_golds}))
             timed("sft", time.perf_counter() - t)
-            log(f"sft: {len(trajs)} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+            log(f"sft: {n_golds} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         run_eval("rag_sft", "rag", trainer.policy, baseline_set)
         run_eval("agent_sft", "agent", trainer.policy, held_out)
 

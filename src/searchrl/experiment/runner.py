@@ -33,7 +33,7 @@ from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rollout.hf import HFGenerator
 from searchrl.trainer.checkpoint import latest_checkpoint, load_weights
 from searchrl.trainer.loop import Trainer, load_trained_policy, rollout_limits
-from searchrl.trainer.sft import GoldTrajectory, gold_to_trajectory, sft
+from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
 
@@ -105,24 +105,11 @@ class Experiment:
         save_config(cfg, wdir)
         model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
         trainer = Trainer(cfg, model, tok, self.retriever, self.rl_examples(), wdir)
-        protocol = PROTOCOLS[cfg.rollout.protocol]
         t0 = time.perf_counter()
-        trajs = [gold_to_trajectory(g, tok, protocol, self.retriever, cfg.retrieval.topk) for g in self.warm_golds()]
-        losses = sft(
-            trainer.policy,
-            trajs,
-            int(tok.pad_token_id),
-            epochs=cfg.train.sft_epochs,
-            micro_batch=cfg.train.micro_batch,
-            lr=cfg.train.sft_lr,
-            seed=cfg.seed,
-        )
-        trainer.save()
+        losses, n_golds = warm_start(trainer, self.warm_golds(), self.retriever)
         seconds = time.perf_counter() - t0
-        atomic_write_text(wdir / "sft.json", json.dumps({"losses": losses, "examples": len(trajs), "seconds": seconds}))
-        self.log(
-            f"warm start: {len(trajs)} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f} ({seconds:.0f} s)"
-        )
+        atomic_write_text(wdir / "sft.json", json.dumps({"losses": losses, "examples": n_golds, "seconds": seconds}))
+        self.log(f"warm start: {n_golds} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f} ({seconds:.0f} s)")
         return wdir
 
     def start_checkpoint(self, arm: Arm, seed: int) -> Path | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from searchrl.rollout.prompts import prompt_ids
 from searchrl.trainer.batch import collate
 from searchrl.trainer.policy import token_logprobs
 from searchrl.types import Trajectory, Turn
+
+if TYPE_CHECKING:
+    from searchrl.trainer.loop import Trainer
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,28 @@ def sft(
                 on_step(len(losses), losses[-1])
     policy.eval()
     return losses
+
+
+def warm_start(
+    trainer: Trainer,
+    golds: Sequence[GoldTrajectory],
+    retriever: Retriever,
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[list[float], int]:
+    """SFT the trainer's policy on ``golds`` with its config's SFT settings and save it as checkpoint 0.
+
+    Returns the loss of every step and the number of gold trajectories (the demo and experiments share it)."""
+    cfg = trainer.cfg
+    trajs = [gold_to_trajectory(g, trainer.tokenizer, trainer.protocol, retriever, cfg.retrieval.topk) for g in golds]
+    losses = sft(
+        trainer.policy,
+        trajs,
+        int(trainer.tokenizer.pad_token_id),
+        epochs=cfg.train.sft_epochs,
+        micro_batch=cfg.train.micro_batch,
+        lr=cfg.train.sft_lr,
+        seed=cfg.seed,
+        on_step=on_step,
+    )
+    trainer.save()  # checkpoint 0: the warm-started adapter
+    return losses, len(trajs)
