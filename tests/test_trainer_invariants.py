@@ -63,6 +63,21 @@ def test_chunked_logprobs_equal_full(tiny_lm) -> None:  # type: ignore[no-untype
     assert torch.allclose(got, ref, atol=1e-5)
 
 
+def test_monitored_entropy_equals_the_full_entropy_and_carries_no_gradient(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    batch = collate([_traj(5, 4, 6, 3, 4), _traj(3, 6, 0, 0, 5)], [1.0, 0.0], [0, 1], pad_id=2)
+    args = (tiny_lm, batch.input_ids, batch.attention_mask, batch.loss_mask)
+    lp_mon, ent_mon = token_logprobs(*args, chunk=3, with_entropy=True, entropy_grad=False)
+    lp_grad, ent_grad = token_logprobs(*args, chunk=3, with_entropy=True)
+    full = tiny_lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    p = torch.softmax(full, -1)
+    ref = -(p * torch.log_softmax(full, -1)).sum(-1) * batch.loss_mask
+    assert ent_mon is not None and ent_grad is not None
+    assert torch.allclose(ent_mon, ref, atol=1e-5) and torch.allclose(ent_grad, ref, atol=1e-5)
+    assert not ent_mon.requires_grad and ent_grad.requires_grad
+    assert torch.allclose(lp_mon, lp_grad, atol=1e-6) and lp_mon.requires_grad
+    assert float(ref[batch.loss_mask == 1].min()) > 0  # a real entropy, not zeros
+
+
 def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from test_trainer_learning import make_trainer
 

@@ -155,6 +155,13 @@ class TrainConfig(Section):
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator.")
     kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
+    log_entropy: bool = Field(
+        False,
+        description=(
+            "Log actor/entropy (mean token entropy of the trained rows) even when entropy_coef is 0; it is "
+            "computed without gradient, at the cost of one more pass of the output head."
+        ),
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount (GAE / REINFORCE++ returns).")
     lam: float = Field(1.0, ge=0, le=1, description="GAE lambda.")

@@ -36,28 +36,37 @@ def token_logprobs(
     *,
     chunk: int = LOGPROB_CHUNK,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs of the target tokens, differentiable.
 
     input_ids, attention_mask: [B, T]. positions: [B, T-1], nonzero where target t+1 is needed.
     Returns (logprobs [B, T-1] float32, zero where not computed; entropy [B, T-1] or None).
+    ``entropy_grad=False`` computes the entropy as a detached statistic and keeps the log-probs on the fused
+    path (logits never stored).
     """
     body, head = _body_and_head(model)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
     where = positions.bool()
     h = hidden[where]  # [N, H]
     targets = input_ids[:, 1:][where]  # [N]
-    if not with_entropy and isinstance(head, torch.nn.Linear) and head.bias is None:
+    fused = isinstance(head, torch.nn.Linear) and head.bias is None
+    if fused and (not with_entropy or not entropy_grad):
         flat = head_logprobs(h, head.weight, targets, chunk)  # logits recomputed in backward, never stored
-        return hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, flat), None
+        out = hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, flat)
+        if not with_entropy:
+            return out, None
+        with torch.no_grad():
+            parts = [_entropy(head(h[s : s + chunk]).float()) for s in range(0, h.shape[0], chunk)]
+            e = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+        return out, hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, e)
     lp_parts, ent_parts = [], []
     for s in range(0, h.shape[0], chunk):
         logits = head(h[s : s + chunk]).float()  # [n, V], one chunk at a time
         lse = torch.logsumexp(logits, dim=-1)
         lp_parts.append(logits.gather(-1, targets[s : s + chunk, None])[:, 0] - lse)
         if with_entropy:
-            p = torch.softmax(logits, dim=-1)
-            ent_parts.append(lse - (p * logits).sum(-1))
+            ent_parts.append(_entropy(logits, lse))
     out = hidden.new_zeros(where.shape, dtype=torch.float32)
     flat = torch.cat(lp_parts) if lp_parts else hidden.new_zeros(0, dtype=torch.float32)
     out = out.masked_scatter(where, flat)
@@ -66,3 +75,9 @@ def token_logprobs(
         e = torch.cat(ent_parts) if ent_parts else hidden.new_zeros(0, dtype=torch.float32)
         ent = hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, e)
     return out, ent
+
+
+def _entropy(logits: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
+    """Entropy of softmax(logits) per row: logsumexp - E_p[logit]."""
+    lse = torch.logsumexp(logits, dim=-1) if lse is None else lse
+    return lse - (torch.softmax(logits, dim=-1) * logits).sum(-1)

@@ -131,7 +131,10 @@ class PolicyUpdate:
         t = self.t
         b = scored.batch.select(idx)
         mask = b.loss_mask
-        new, ent = token_logprobs(self.policy, b.input_ids, b.attention_mask, mask, with_entropy=t.entropy_coef > 0)
+        bonus = t.entropy_coef > 0
+        new, ent = token_logprobs(
+            self.policy, b.input_ids, b.attention_mask, mask, with_entropy=bonus or t.log_entropy, entropy_grad=bonus
+        )
         old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
         pl = clipped_policy_loss(
             new, old, scored.advantages[idx], mask, clip_low=t.clip_eps, clip_high=t.clip_eps, agg=t.loss_agg
@@ -148,7 +151,8 @@ class PolicyUpdate:
             out["actor/kl"] = float(kl.detach())
         if ent is not None:
             entropy = masked_mean(ent, mask)
-            loss = loss - t.entropy_coef * entropy
+            if bonus:
+                loss = loss - t.entropy_coef * entropy
             out["actor/entropy"] = float(entropy.detach())
         if self.critic is not None and scored.old_values is not None:
             values = self.critic(b.input_ids, b.attention_mask)
