@@ -13,8 +13,10 @@ Steps (fresh processes, so each peak RSS is its own; files under ``/tmp/searchrl
 * ``generate`` — shards in :mod:`searchrl.retrieval.encoding`'s layout, the queries, the exact top-10.
 * ``build --factory F`` — :func:`searchrl.retrieval.faiss_index.build_from_shards` (trained on a 200k
   sample), written to ``dense_<F>/faiss.index``; time, peak RSS, file size.
-* ``search --factory F --nprobe P`` — the index read memory-mapped, recall@10 against exact search and
-  queries/s (one thread, batches of 8), and the process's RSS: what a server holds for the index.
+* ``search --factory F --nprobe P [--refine R]`` — the index read memory-mapped, recall@10 against exact
+  search and queries/s (one thread, batches of 8), and the process's RSS: what a server holds for the
+  index. ``--refine R`` re-ranks R x 10 candidates exactly from ``vectors.npy`` (written once from the
+  shards) read row by row with ``pread`` (:mod:`searchrl.retrieval.rerank`).
 * ``serve --factory F`` — the index put in an index folder with the 2M-passage store of the BM25
   benchmark (run that first) and served by ``searchrl serve`` (the offline MiniLM encodes each text
   query); queries/s over HTTP and the server's RSS.
@@ -85,27 +87,40 @@ def build(scratch: Path, factory: str) -> None:
                       "bytes_per_vector": round(size / index.ntotal, 1)}))  # fmt: skip
 
 
-def search(scratch: Path, factory: str, nprobe: int) -> None:
+def search(scratch: Path, factory: str, nprobe: int, refine: int) -> None:
+    """Recall@10 vs exact, queries/s and the index's resident memory; ``refine`` > 0 re-ranks
+    ``refine x 10`` candidates exactly from ``vectors.npy`` on disk (read by row, not mapped)."""
     from searchrl.retrieval.faiss_index import read_index, set_search_params
+    from searchrl.retrieval.rerank import DiskVectors, refined_search, write_vectors
 
-    base = proc_kib("self", "VmRSS")
+    vectors = None
+    if refine > 0:
+        path = scratch / "vectors.npy"
+        if not path.is_file():
+            write_vectors(sorted((scratch / "vectors").glob("shard_*.npy")), path)
+        vectors = DiskVectors(path)
+    base, base_anon = proc_kib("self", "VmRSS"), proc_kib("self", "RssAnon")
     index = read_index(scratch / _name(factory) / "faiss.index", mmap=True)
     set_search_params(index, nprobe=nprobe, ef_search=128, k=10)
     queries, exact = np.load(scratch / "queries.npy"), np.load(scratch / "exact_top10.npy")
-    index.search(queries[:8], 10)
+    refined_search(index, vectors, queries[:8], 10, refine)
     start = time.perf_counter()
-    got = np.concatenate([index.search(queries[i : i + 8], 10)[1] for i in range(0, len(queries), 8)])
+    got = np.concatenate(
+        [refined_search(index, vectors, queries[i : i + 8], 10, refine)[1] for i in range(0, len(queries), 8)]
+    )
     seconds = time.perf_counter() - start
     recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(exact, got, strict=True)])
     flat_bytes = index.ntotal * DIM * 4
     rss = proc_kib("self", "VmRSS") - base
-    print(json.dumps({"factory": factory, "nprobe": nprobe, "recall_at_10_vs_flat": round(float(recall), 4),
+    print(json.dumps({"factory": factory, "nprobe": nprobe, "refine": refine,
+                      "recall_at_10_vs_flat": round(float(recall), 4),
                       "qps_1_thread_batch_8": round(len(queries) / seconds, 1),
-                      "index_rss_gib": gib(rss), "flat_gib": gib(flat_bytes // 1024),
+                      "index_rss_gib": gib(rss), "index_rss_anon_gib": gib(proc_kib("self", "RssAnon") - base_anon),
+                      "flat_gib": gib(flat_bytes // 1024),
                       "memory_ratio_vs_flat": round(flat_bytes / 1024 / max(rss, 1), 1)}))  # fmt: skip
 
 
-def serve(scratch: Path, factory: str, nprobe: int, n_queries: int) -> None:
+def serve(scratch: Path, factory: str, nprobe: int, n_queries: int, refine: int) -> None:
     """An index folder (this faiss index + the BM25 benchmark's store) served by ``searchrl serve``."""
     from retrieval_scale_bm25 import sample_queries
     from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever
@@ -119,6 +134,8 @@ def serve(scratch: Path, factory: str, nprobe: int, n_queries: int) -> None:
                       (STORE_FILE, scratch / "bm25_index" / STORE_FILE)):  # fmt: skip
         if not (folder / name).exists():
             os.link(src, folder / name)
+    if refine > 0 and not (folder / "vectors.npy").exists():
+        os.link(scratch / "vectors.npy", folder / "vectors.npy")  # written by the search step
     store, index = PassageStore(folder / STORE_FILE), read_index(folder / "faiss.index", mmap=True)
     meta = DenseRetriever(store, None, index, faiss=factory, nprobe=nprobe).meta()
     (folder / "searchrl_dense.json").write_text(json.dumps(meta))
@@ -127,12 +144,13 @@ def serve(scratch: Path, factory: str, nprobe: int, n_queries: int) -> None:
                 "n_passages": len(store), "params": {"faiss": factory, "dim": DIM}, "source": "synthetic vectors"}  # fmt: skip
     (folder / MANIFEST).write_text(json.dumps(manifest))
     queries = sample_queries(scratch / "corpus.jsonl", n_queries, seed=2)
-    overrides = ["retrieval.kind=dense", f"retrieval.index_dir={folder}", f"retrieval.nprobe={nprobe}"]
+    overrides = ["retrieval.kind=dense", f"retrieval.index_dir={folder}", f"retrieval.nprobe={nprobe}",
+                 f"retrieval.refine={refine}"]  # fmt: skip
     with served(overrides, scratch / "serve_dense.log") as (url, proc):
         load = query_load(url, queries, topk=3, batch=8, threads=4)
         mem = {"rss_gib": gib(proc_kib(proc.pid, "VmRSS")), "peak_rss_gib": gib(proc_kib(proc.pid, "VmHWM")),
                "rss_file_gib": gib(proc_kib(proc.pid, "RssFile")), "rss_anon_gib": gib(proc_kib(proc.pid, "RssAnon"))}  # fmt: skip
-    print(json.dumps({"factory": factory, "nprobe": nprobe, **load, "server": mem}, indent=2))
+    print(json.dumps({"factory": factory, "nprobe": nprobe, "refine": refine, **load, "server": mem}, indent=2))
 
 
 def main() -> None:
@@ -144,15 +162,16 @@ def main() -> None:
     ap.add_argument("--factory", default="IVF1024,PQ48")
     ap.add_argument("--nprobe", type=int, default=32)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--refine", type=int, default=0, help="search: exact re-rank of refine x 10 candidates")
     args = ap.parse_args()
     if args.step == "generate":
         generate(args.scratch, args.n, args.seed)
     elif args.step == "build":
         build(args.scratch, args.factory)
     elif args.step == "search":
-        search(args.scratch, args.factory, args.nprobe)
+        search(args.scratch, args.factory, args.nprobe, args.refine)
     else:
-        serve(args.scratch, args.factory, args.nprobe, args.queries)
+        serve(args.scratch, args.factory, args.nprobe, args.queries, args.refine)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.retrieval.build import DenseBuild, build_index
 from searchrl.retrieval.corpus import load_corpus
@@ -19,6 +20,7 @@ from searchrl.retrieval.encoding import encode_store, shard_path
 from searchrl.retrieval.hybrid import HybridRetriever, rrf_fuse
 from searchrl.retrieval.importer import import_index
 from searchrl.retrieval.index import InvalidIndex, load_index, read_manifest
+from searchrl.retrieval.rerank import VECTORS_FILE
 from searchrl.retrieval.store import PassageStore, write_store
 from searchrl.types import Passage
 
@@ -82,6 +84,30 @@ def test_factory_index_folder_records_recall_and_loads_mmapped(wiki: list[Passag
     assert isinstance(one, DenseRetriever) and one.nprobe == 1  # the config's knob wins over the saved one
     pq = build_index(wiki, tmp_path / "pq", "dense", dense=DenseBuild(faiss="PQ16x4", shard_size=50), progress=False)
     assert 0.3 <= read_manifest(pq)["recall_at_k"]["recall"] < 1.0  # compressed: approximate, not useless
+
+
+def test_exact_rerank_from_disk_vectors_restores_recall(wiki: list[Passage], tmp_path: Path) -> None:
+    plain = build_index(wiki, tmp_path / "pq", "dense", dense=DenseBuild(faiss="PQ16x4", shard_size=50), progress=False)
+    spec = DenseBuild(faiss="PQ16x4", shard_size=50, refine=3)
+    folder = build_index(wiki, tmp_path / "pqr", "dense", dense=spec, progress=False)
+    got, base = read_manifest(folder)["recall_at_k"], read_manifest(plain)["recall_at_k"]
+    assert got["refine"] == 3 and got["recall"] >= 0.9 and got["recall"] > base["recall"] + 0.2
+    vectors = np.load(folder / VECTORS_FILE)
+    assert vectors.shape == (120, 384) and not (plain / VECTORS_FILE).exists()  # kept only when asked
+    refined = load_index(folder, search={"refine": 3})
+    flat = load_index(build_index(wiki, tmp_path / "flat", "dense", progress=False))
+    assert isinstance(refined, DenseRetriever) and refined.refine == 3
+    queries = [p.text[:80] for p in wiki[:12]]
+    a, b = refined.search(queries, 3), flat.search(queries, 3)
+    pairs = [(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)]
+    assert len(pairs) == 36 and sum(x.id == y.id for x, y in pairs) >= 33  # near-exact order
+    assert all(abs(x.score - y.score) < 1e-4 for x, y in pairs if x.id == y.id)  # exact scores, not PQ's
+    with pytest.raises(RetrievalError, match=r"retrieval.refine=3 re-ranks from the index folder's vectors.npy"):
+        load_index(plain, search={"refine": 3})
+    raw = (folder / VECTORS_FILE).read_bytes()
+    (folder / VECTORS_FILE).write_bytes(raw[:-100])
+    with pytest.raises(RetrievalError, match=r"vectors.npy is truncated"):
+        load_index(folder, search={"refine": 3})
 
 
 def test_bad_factory_strings_and_training_fail_clearly(wiki: list[Passage], tmp_path: Path) -> None:

@@ -52,6 +52,15 @@ class RetrievalConfig(Section):
     hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree (faiss=hnsw).")
     nprobe: int = Field(32, ge=1, description="IVF lists visited per query (IVF indexes).")
     ef_search: int = Field(128, ge=1, description="HNSW search beam (raised to top-k when smaller).")
+    refine: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Re-rank refine x top-k candidates of a compressed index by exact inner product with float32 "
+            "vectors kept on disk in the index folder (vectors.npy, read by row, not held in RAM); set it at "
+            "build time to keep the vectors. 0 = off."
+        ),
+    )
     train_size: int = Field(200_000, ge=1, description="Vectors sampled to train an index that needs training.")
     shard_size: int = Field(50_000, ge=1, description="Passages per encoding shard (the unit of resume).")
     recall_queries: int = Field(256, ge=1, description="Sample queries for the build's recall@10 vs exact search.")

@@ -19,7 +19,7 @@ def dense_build(r: RetrievalConfig):  # type: ignore[no-untyped-def]
 
     return DenseBuild(
         encoder=r.encoder, faiss=r.faiss, hnsw_m=r.hnsw_m, nprobe=r.nprobe, ef_search=r.ef_search,
-        train_size=r.train_size, shard_size=r.shard_size, recall_queries=r.recall_queries,
+        train_size=r.train_size, shard_size=r.shard_size, recall_queries=r.recall_queries, refine=r.refine,
     )  # fmt: skip
 
 

@@ -51,6 +51,7 @@ class DenseBuild:
     batch_size: int = 64
     recall_queries: int = 256
     recall_k: int = 10
+    refine: int = 0  # > 0: keep the float32 vectors (vectors.npy) and re-rank refine x k candidates exactly
     device: str | None = None
 
 
@@ -87,6 +88,7 @@ def _build_dense(store: PassageStore, tmp: Path, work: Path, spec: DenseBuild, p
     from searchrl.retrieval.dense import DenseRetriever, embedding_dim, encoder_prefixes, load_encoder
     from searchrl.retrieval.encoding import encode_store, sample_rows
     from searchrl.retrieval.faiss_index import build_from_shards, new_index, recall_vs_exact, set_search_params
+    from searchrl.retrieval.rerank import VECTORS_FILE, DiskVectors, write_vectors
 
     model = load_encoder(spec.encoder, spec.device)
     new_index(embedding_dim(model), spec.faiss, spec.hnsw_m)  # a bad factory string fails before encoding
@@ -100,13 +102,18 @@ def _build_dense(store: PassageStore, tmp: Path, work: Path, spec: DenseBuild, p
     set_search_params(index, nprobe=spec.nprobe, ef_search=spec.ef_search, k=spec.recall_k)
     rng = np.random.default_rng(1)
     rows = np.sort(rng.choice(len(store), size=min(spec.recall_queries, len(store)), replace=False))
-    recall = recall_vs_exact(index, shards, sample_rows(shards, rows), spec.recall_k)
+    vectors = DiskVectors(write_vectors(shards, tmp / VECTORS_FILE)) if spec.refine > 0 else None
+    queries = sample_rows(shards, rows)
+    recall = recall_vs_exact(index, shards, queries, spec.recall_k, vectors=vectors, refine=spec.refine)
     faiss.write_index(index, str(tmp / "faiss.index"))
-    settings = {"hnsw_m": spec.hnsw_m, "ef_search": spec.ef_search, "nprobe": spec.nprobe}
-    retriever = DenseRetriever(store, model, index, encoder=spec.encoder, faiss=spec.faiss, **settings)
+    settings = {"hnsw_m": spec.hnsw_m, "ef_search": spec.ef_search, "nprobe": spec.nprobe, "refine": spec.refine}
+    retriever = DenseRetriever(store, model, index, encoder=spec.encoder, faiss=spec.faiss, vectors=vectors, **settings)
     meta_file = tmp / "searchrl_dense.json"
     meta_file.write_text(json.dumps(retriever.meta(), indent=2))
     recall_info = {"k": spec.recall_k, "queries": len(rows), "recall": round(recall, 4), "vs": "exact inner product"}
+    if vectors is not None:
+        recall_info["refine"] = spec.refine
+        vectors.close()
     return {"params": retriever.params, "recall_at_k": recall_info, "bytes_index": (tmp / "faiss.index").stat().st_size}
 
 

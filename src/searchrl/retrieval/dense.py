@@ -27,6 +27,7 @@ import numpy as np
 
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.faiss_index import new_index, read_index, set_search_params
+from searchrl.retrieval.rerank import VECTORS_FILE, DiskVectors, refined_search
 from searchrl.retrieval.store import STORE_FILE, PassageStore, fetch, write_store
 from searchrl.types import Passage
 
@@ -147,7 +148,16 @@ class DenseRetriever:
         ef_search: int = 128,
         nprobe: int = 32,
         batch_size: int = 64,
+        refine: int = 0,
+        vectors: DiskVectors | None = None,
     ) -> None:
+        if refine > 0 and vectors is None:
+            raise RetrievalError(
+                f"retrieval.refine={refine} re-ranks from the index folder's {VECTORS_FILE}, which this index "
+                "lacks; rebuild it with retrieval.refine > 0, or set retrieval.refine=0"
+            )
+        self.refine = refine
+        self.vectors = vectors
         self.passages = passages if isinstance(passages, PassageStore) else list(passages)
         self.model = model
         self.index = index
@@ -183,14 +193,20 @@ class DenseRetriever:
         texts = [f"{p.title}\n{p.text}" for p in passages]
         emb = encode(model, texts, batch_size=batch_size, prefix=passage_prefix, progress=progress)
         index = build_faiss(emb, faiss, hnsw_m=hnsw_m)
-        settings = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nprobe": nprobe, "batch_size": batch_size}
+        settings: dict[str, Any] = {
+            "hnsw_m": hnsw_m,
+            "ef_search": ef_search,
+            "nprobe": nprobe,
+            "batch_size": batch_size,
+        }
         return cls(passages, model, index, encoder=encoder, faiss=faiss, **settings)
 
     @property
     def params(self) -> dict[str, Any]:
         """The settings that shape the results (recorded in index manifests)."""
         hnsw = {"hnsw_m": self.hnsw_m, "ef_search": self.ef_search} if self.faiss == "hnsw" else {}
-        return {"faiss": self.faiss, **hnsw, "dim": int(self.index.d), "query_prefix": self.query_prefix}
+        refine = {"refine": self.refine} if self.refine else {}
+        return {"faiss": self.faiss, **hnsw, **refine, "dim": int(self.index.d), "query_prefix": self.query_prefix}
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query (``k`` capped at the corpus size), best first, cosine ``score``."""
@@ -201,7 +217,7 @@ class DenseRetriever:
         k = min(k, len(self.passages))
         set_search_params(self.index, nprobe=self.nprobe, ef_search=self.ef_search, k=k)
         emb = encode(self.model, queries, batch_size=self.batch_size, prefix=self.query_prefix)
-        scores, ids = self.index.search(emb, k)
+        scores, ids = refined_search(self.index, self.vectors, emb, k, self.refine)
         out = []
         for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
@@ -218,6 +234,7 @@ class DenseRetriever:
             "ef_search": self.ef_search,
             "nprobe": self.nprobe,
             "batch_size": self.batch_size,
+            "refine": self.refine,
             "dim": int(self.index.d),
             "n_passages": len(self.passages),
         }
@@ -247,7 +264,8 @@ class DenseRetriever:
     ) -> DenseRetriever:
         """Read a folder written by :meth:`save`, loading the encoder it names unless ``model`` is given.
 
-        ``mmap`` memory-maps the index's codes; ``search`` overrides the saved ``nprobe``/``ef_search``.
+        ``mmap`` memory-maps the index's codes; ``search`` overrides the saved ``nprobe``/``ef_search``/
+        ``refine`` (exact re-ranking from the folder's ``vectors.npy``, read by row).
         """
         directory = Path(directory)
         meta_path = directory / META_FILE
@@ -268,5 +286,9 @@ class DenseRetriever:
             )
         settings = {key: meta[key] for key in ("faiss", "hnsw_m", "ef_search", "batch_size")}
         settings["nprobe"] = meta.get("nprobe", 32)
+        settings["refine"] = meta.get("refine", 0)
         settings.update(search or {})
-        return cls(passages, model, index, encoder=meta["encoder"], **settings)
+        vectors = DiskVectors(directory / VECTORS_FILE) if (directory / VECTORS_FILE).is_file() else None
+        if vectors is not None and len(vectors) != index.ntotal:
+            raise RetrievalError(f"{directory / VECTORS_FILE} holds {len(vectors)} rows, the index {index.ntotal}")
+        return cls(passages, model, index, encoder=meta["encoder"], vectors=vectors, **settings)

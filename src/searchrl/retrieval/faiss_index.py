@@ -96,11 +96,16 @@ def exact_topk(shards: list[Path], queries: np.ndarray, k: int, block: int = 65_
     return np.take_along_axis(best_i, order, 1)
 
 
-def recall_vs_exact(index: Any, shards: list[Path], queries: np.ndarray, k: int) -> float:
-    """Mean share of each query's exact top-``k`` that ``index`` also returns in its top ``k``."""
+def recall_vs_exact(
+    index: Any, shards: list[Path], queries: np.ndarray, k: int, *, vectors: Any = None, refine: int = 0
+) -> float:
+    """Mean share of each query's exact top-``k`` that ``index`` also returns in its top ``k`` (after
+    exact re-ranking of ``refine * k`` candidates from ``vectors`` when ``refine`` > 0)."""
+    from searchrl.retrieval.rerank import refined_search
+
     k = min(k, index.ntotal)
     exact = exact_topk(shards, queries, k)
-    _, got = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    _, got = refined_search(index, vectors, queries, k, refine)
     return float(np.mean([len(set(e.tolist()) & set(g.tolist())) / k for e, g in zip(exact, got, strict=True)]))
 
 

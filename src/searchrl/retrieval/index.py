@@ -178,7 +178,7 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         return WebSearchRetriever.from_env(
             cfg.web_key_env, url=cfg.web_url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s
         )
-    search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search}
+    search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search, "refine": cfg.refine}
     if cfg.index_dir:
         return load_index(
             cfg.index_dir, config_expectations(cfg), mmap=cfg.mmap, search=search, rrf_k=cfg.rrf_k,

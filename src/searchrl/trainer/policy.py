@@ -50,8 +50,8 @@ def token_logprobs(
     where = positions.bool()
     h = hidden[where]  # [N, H]
     targets = input_ids[:, 1:][where]  # [N]
-    fused = isinstance(head, torch.nn.Linear) and head.bias is None
-    if fused and (not with_entropy or not entropy_grad):
+    fused_ok = not with_entropy or not entropy_grad
+    if fused_ok and isinstance(head, torch.nn.Linear) and head.bias is None:
         flat = head_logprobs(h, head.weight, targets, chunk)  # logits recomputed in backward, never stored
         out = hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, flat)
         if not with_entropy:
