@@ -1,10 +1,12 @@
-"""Experiment files: validation errors, and a 2 arms x 2 seeds x 1 step run of the real command with a
-tiny model (warm start, RL, held-out eval, findings page), then a rerun that must redo nothing."""
+"""Experiment files: validation errors, the findings pages from fabricated finished runs, and a 2 arms x
+2 seeds x 1 step run of the real command with a tiny model (warm start, RL, held-out eval, findings
+page), then a rerun that must redo nothing."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,10 @@ import pytest
 import yaml
 
 from searchrl.config import ConfigError
-from searchrl.eval.paired import Interval, PairedRow
-from searchrl.experiment.findings import verdict
-from searchrl.experiment.spec import load_spec
+from searchrl.eval.paired import Interval, PairedRow, compare_arms
+from searchrl.experiment.findings import verdict, write_findings
+from searchrl.experiment.runner import run_dir_of
+from searchrl.experiment.spec import ExperimentSpec, load_spec
 
 
 def spec_dict(model: Path) -> dict[str, object]:
@@ -71,6 +74,71 @@ def test_verdicts() -> None:
     assert verdict(row(-0.05, 0.2), "greater") == "inconclusive"
     assert verdict(row(-0.2, -0.01), "greater") == "not reproduced"
     assert verdict(row(-0.2, -0.01), "less") == "reproduced"
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def fake_run(run_dir: Path, right: set[int], kl: float, report: bool) -> None:
+    """A run folder as the runner leaves it: held-out rows (EM 1 on the questions in ``right``),
+    two logged steps, timing.json, and optionally the run's own report.html."""
+    (run_dir / "eval").mkdir(parents=True)
+    rows = [
+        {"id": f"q{i}", "dataset": "world", "group": ("1hop", "2hop")[i % 2], "em": float(i in right)}
+        | {"f1": float(i in right), "answer": "x" if i in right else None}
+        for i in range(12)
+    ]
+    (run_dir / "eval" / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    steps = [{"step": s, "reward/mean": 0.1 * s, "actor/kl": kl * s, "rollout/response_tokens": 20.0} for s in (1, 2)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in steps))
+    (run_dir / "timing.json").write_text(json.dumps({"train_s": 61.0, "eval_s": 9.0}))
+    if report:
+        (run_dir / "report.html").write_text("<html></html>")
+
+
+def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
+    data = spec_dict(tmp_path)
+    data["name"] = f"smoke {HOSTILE}"
+    data["arms"].append({"name": "later", "steps": 1})  # type: ignore[attr-defined]
+    data["claims"] = [  # reproduced, not reproduced, and one whose arm has no finished run
+        {"id": "F2", "title": HOSTILE, "before": "unmasked", "after": "masked", "metric": "em"},
+        {"id": "F7", "before": "masked", "after": "unmasked", "metric": "em"},
+        {"id": "F9", "before": "masked", "after": "later", "metric": "em"},
+    ]
+    spec = ExperimentSpec.model_validate(data)
+    out = tmp_path / "out"
+    for seed in (0, 1):
+        fake_run(run_dir_of(out, "masked", seed), set(range(10 - seed)), 0.01, report=seed == 0)
+        fake_run(run_dir_of(out, "unmasked", seed), {0, 1 + seed}, 0.05, report=False)
+    write_findings(spec, out)
+
+    page = (out / "findings.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    rows = {m[1]: m[0] for m in re.finditer(r"<tr><td>(F\d)\b.*?</tr>", page)}
+    assert "<td>reproduced</td>" in rows["F2"] and "<td>not reproduced</td>" in rows["F7"]
+    assert "<td>not run</td>" in rows["F9"]
+    summary = json.loads((out / "summary.json").read_text())
+    f2 = summary["verdicts"][0]
+    assert f"[{f2['low']:+.3f}, {f2['high']:+.3f}]" in rows["F2"]  # the claim's interval
+    heldout = {
+        arm: [
+            [json.loads(x) for x in (run_dir_of(out, arm, s) / "eval/heldout.jsonl").read_text().splitlines()]
+            for s in (0, 1)
+        ]
+        for arm in ("masked", "unmasked")
+    }
+    scores, paired = compare_arms(heldout, metric="em", n_boot=spec.bootstrap)
+    assert all(f"<td>{s.score.text()}</td>" in page for s in scores)  # every arm's interval
+    assert all(f"<td>{p.diff.text()}</td>" in page for p in paired) and "<td>unmasked − masked</td>" in page
+    assert page.count("<svg") == 5 and "<polyline" in page and "<img" not in page  # the curves, inlined
+    assert '<a href="arms/masked/seed0/report.html">report</a>' in page
+    assert page.count("report.html") == 1  # no link where a run has no report
+    assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+    markdown = (out / "findings.md").read_text()  # the same sections
+    assert "| F2 <script>" in markdown and "| reproduced |" in markdown and "| not run |" in markdown
+    assert "![train reward (sampled)](curves/reward_mean.svg)" in markdown
+    assert "[report](arms/masked/seed0/report.html)" in markdown
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,8 @@ def experiment(
     arm: Annotated[list[str] | None, typer.Option(help="Run only these arms (repeatable); others are kept.")] = None,
     findings_only: Annotated[bool, typer.Option(help="Only rewrite the findings page from finished runs.")] = False,
 ) -> None:
-    """Train and evaluate every arm x seed of SPEC_FILE, then write findings.md, curves/ and summary.json.
+    """Train and evaluate every arm x seed of SPEC_FILE, then write findings.md, findings.html, curves/
+    and summary.json.
 
     Resumable: finished runs are kept (their held-out rows), an interrupted RL run continues from its
     last checkpoint; run the same command again.
@@ -49,4 +50,4 @@ def experiment(
             raise typer.Exit(130) from None
     page = write_findings(spec, folder)
     typer.echo(page.read_text())
-    typer.echo(f"wrote {page}")
+    typer.echo(f"wrote {page} and {page.with_suffix('.html')}")

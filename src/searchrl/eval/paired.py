@@ -34,6 +34,7 @@ __all__ = [
     "bootstrap_mean",
     "compare_arms",
     "comparison_markdown",
+    "comparison_tables",
     "paired_difference",
 ]
 
@@ -196,25 +197,41 @@ def compare_arms(
     return scores, paired
 
 
-def comparison_markdown(scores: Sequence[ArmScore], paired: Sequence[PairedRow], metric: str = "em") -> str:
-    """Two markdown tables: each arm's score with its 95 % interval, then the paired differences."""
-    lines = [
-        f"| dataset | group | arm | n | runs | {metric} [95 % CI] |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {s.dataset} | {s.group} | {s.arm} | {s.n} | {s.runs} | {s.score.text()} |" for s in scores]
+def comparison_tables(
+    scores: Sequence[ArmScore], paired: Sequence[PairedRow], metric: str = "em"
+) -> list[tuple[list[str], list[list[str]]]]:
+    """The comparison as (header, rows) of text cells: each arm's score with its 95 % interval, then the
+    paired differences when there are any. Markdown and HTML pages are both written from these."""
+    score_header = ["dataset", "group", "arm", "n", "runs", f"{metric} [95 % CI]"]
+    score_rows = [[s.dataset, s.group, s.arm, str(s.n), str(s.runs), s.score.text()] for s in scores]
+    tables = [(score_header, score_rows)]
     if paired:
-        lines += [
-            "",
-            f"| dataset | group | comparison | n | Δ {metric} [95 % CI] | fixed | broken | interval excludes 0 |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {p.dataset} | {p.group} | {p.arm} − {p.base} | {p.n} | {p.diff.text()} | {p.fixed:g} | {p.broken:g} "
-            f"| {'yes' if p.diff.excludes_zero() else 'no'} |"
+        header = ["dataset", "group", "comparison", "n", f"Δ {metric} [95 % CI]", "fixed", "broken"]
+        header.append("interval excludes 0")
+        rows = [
+            [
+                p.dataset,
+                p.group,
+                f"{p.arm} − {p.base}",
+                str(p.n),
+                p.diff.text(),
+                f"{p.fixed:g}",
+                f"{p.broken:g}",
+                "yes" if p.diff.excludes_zero() else "no",
+            ]
             for p in paired
         ]
-    return "\n".join(lines) + "\n"
+        tables.append((header, rows))
+    return tables
+
+
+def comparison_markdown(scores: Sequence[ArmScore], paired: Sequence[PairedRow], metric: str = "em") -> str:
+    """Two markdown tables: each arm's score with its 95 % interval, then the paired differences."""
+    blocks = []
+    for header, rows in comparison_tables(scores, paired, metric):
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        blocks.append("\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]))
+    return "\n\n".join(blocks) + "\n"
 
 
 def comparison_json(scores: Sequence[ArmScore], paired: Sequence[PairedRow], metric: str) -> str:

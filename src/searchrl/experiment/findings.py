@@ -1,6 +1,7 @@
 """The findings page of an experiment folder: claims with verdicts, held-out results with intervals,
 learning curves (SVG), instability signals and the CPU each run took. Written from whatever runs are
-finished, so a partial experiment gives a partial (and labelled) page."""
+finished, so a partial experiment gives a partial (and labelled) page. The content is one list of
+:class:`~searchrl.experiment.sections.Section`, written as markdown and as a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from searchrl.eval.paired import ArmScore, PairedRow, compare_arms, comparison_markdown
+from searchrl.eval.paired import PairedRow, compare_arms, comparison_tables
 from searchrl.eval.rows import read_rows
 from searchrl.experiment.curves import svg_lines
 from searchrl.experiment.runner import run_dir_of
+from searchrl.experiment.sections import Cell, Figure, Link, Section, Table, to_html, to_markdown
 from searchrl.experiment.spec import Claim, ExperimentSpec
 from searchrl.trainer.metrics import read_metrics
 from searchrl.utils import atomic_write_text
@@ -105,72 +107,116 @@ def _fmt(v: float) -> str:
     return "–" if v != v else f"{v:+.3f}"  # NaN: not run
 
 
-def write_findings(spec: ExperimentSpec, out: str | Path) -> Path:
-    out = Path(out)
-    runs = finished_runs(spec, out)
-    verdicts = [judge_claim(c, runs, spec.bootstrap)[0] for c in spec.claims]
-    lines = [f"# Findings: {spec.name}", ""]
-    lines += [
+def claims_section(spec: ExperimentSpec, verdicts: list[Verdict]) -> Section:
+    """The lead: what was run, and each claim with its paired difference, interval and verdict."""
+    text = (
         f"World seed {spec.world.seed}, size {spec.world.size}; held-out: {spec.held_out.split} split, "
         + ", ".join(f"{n} {k}" for k, n in spec.held_out.per_type.items())
         + f"; seeds {spec.seeds}; greedy evaluation; 95 % intervals by a {spec.bootstrap}-resample bootstrap over "
-        "questions and seeds (paired over questions).",
-        "",
-        "| claim | paper | metric (group) | ours: after − before | 95 % CI | seeds | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "questions and seeds (paired over questions)."
+    )
+    header = ["claim", "paper", "metric (group)", "ours: after − before", "95 % CI", "seeds", "verdict"]
+    rows = [
+        [
+            f"{c.id} {c.title}",
+            c.paper,
+            f"{v.metric} ({v.group})",
+            f"{c.after} − {c.before}: {_fmt(v.diff)}",
+            f"[{_fmt(v.low)}, {_fmt(v.high)}]",
+            str(v.seeds),
+            v.verdict,
+        ]
+        for c, v in zip(spec.claims, verdicts, strict=True)
     ]
-    for c, v in zip(spec.claims, verdicts, strict=True):
-        lines.append(
-            f"| {c.id} {c.title} | {c.paper} | {v.metric} ({v.group}) | {c.after} − {c.before}: {_fmt(v.diff)} "
-            f"| [{_fmt(v.low)}, {_fmt(v.high)}] | {v.seeds} | {v.verdict} |"
-        )
-    lines += [
-        "",
-        "## Arms",
-        "",
-        "| arm | starts from | RL steps | overrides | runs finished |",
-        "|---|---|---|---|---|",
+    return Section("", text, [Table(header, rows)])
+
+
+def arms_section(spec: ExperimentSpec, runs: dict[str, list[Path]]) -> Section:
+    header = ["arm", "starts from", "RL steps", "overrides", "runs finished"]
+    rows = [
+        [
+            arm.name,
+            arm.init,
+            str(arm.steps),
+            " ".join(arm.overrides) or "–",
+            f"{len(runs.get(arm.name, []))} / {len(spec.arm_seeds(arm))}",
+        ]
+        for arm in spec.arms
     ]
-    for arm in spec.arms:
-        lines.append(
-            f"| {arm.name} | {arm.init} | {arm.steps} | {' '.join(arm.overrides) or '–'} "
-            f"| {len(runs.get(arm.name, []))} / {len(spec.arm_seeds(arm))} |"
-        )
-    scores: list[ArmScore] = []
-    paired: list[PairedRow] = []
-    if runs:
-        arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in ds] for name, ds in runs.items()}
-        for metric in ("em", "f1"):
-            scores, paired = compare_arms(arms, metric=metric, n_boot=spec.bootstrap)
-            lines += ["", f"## Held-out {metric} (every arm against '{next(iter(arms))}')", ""]
-            lines.append(comparison_markdown(scores, paired, metric))
-    lines += ["## Learning curves", ""]
+    return Section("Arms", tables=[Table(header, rows)])
+
+
+def heldout_sections(spec: ExperimentSpec, runs: dict[str, list[Path]]) -> list[Section]:
+    """Per metric: every arm's score with its interval, then each arm paired against the first one."""
+    if not runs:
+        return []
+    arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in ds] for name, ds in runs.items()}
+    sections = []
+    for metric in ("em", "f1"):
+        scores, paired = compare_arms(arms, metric=metric, n_boot=spec.bootstrap)
+        tables = [Table(h, r) for h, r in comparison_tables(scores, paired, metric)]
+        sections.append(Section(f"Held-out {metric} (every arm against '{next(iter(arms))}')", tables=tables))
+    return sections
+
+
+def curves_section(out: Path, runs: dict[str, list[Path]]) -> Section:
+    """One chart per :data:`CURVES` key (one line per arm x seed), also written to ``OUT/curves/``."""
     (out / "curves").mkdir(exist_ok=True)
+    histories = {name: [_history(d) for d in ds] for name, ds in runs.items()}
+    figures = []
     for key, title in CURVES.items():
         series = {
-            name: [[(float(r["step"]), float(r[key])) for r in _history(d) if r.get(key) is not None] for d in ds]
-            for name, ds in runs.items()
-            if any(_history(d) for d in ds)
+            name: [[(float(r["step"]), float(r[key])) for r in h if r.get(key) is not None] for h in hs]
+            for name, hs in histories.items()
+            if any(hs)
         }
-        fname = key.replace("/", "_") + ".svg"
-        atomic_write_text(out / "curves" / fname, svg_lines(title, series))
-        lines.append(f"![{title}](curves/{fname})")
-    lines += ["", "## Instability signals (mean over seeds)", ""]
-    signals = {name: instability(name, ds) for name, ds in runs.items()}
+        path = "curves/" + key.replace("/", "_") + ".svg"
+        svg = svg_lines(title, series)
+        atomic_write_text(out / path, svg)
+        figures.append(Figure(title, path, svg))
+    return Section("Learning curves", figures=figures)
+
+
+def signals_section(signals: dict[str, dict[str, float]]) -> Section:
     keys = sorted({k for s in signals.values() for k in s})
-    lines += ["| arm | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    lines += [
-        f"| {n} | " + " | ".join(f"{s[k]:.3f}" if k in s else "–" for k in keys) + " |" for n, s in signals.items()
-    ]
-    lines += ["", "## CPU per run", "", "| arm | seed | RL + load (s) | held-out eval (s) |", "|---|---|---|---|"]
+    rows = [[n] + [f"{s[k]:.3f}" if k in s else "–" for k in keys] for n, s in signals.items()]
+    return Section("Instability signals (mean over seeds)", tables=[Table(["arm", *keys], rows)])
+
+
+def cpu_section(out: Path, runs: dict[str, list[Path]]) -> Section:
+    """Seconds per run, and a link to the run's own report.html where one was written."""
+    rows: list[list[Cell]] = []
     for name, ds in runs.items():
         for d in ds:
             t = json.loads((d / "timing.json").read_text()) if (d / "timing.json").is_file() else {}
-            lines.append(
-                f"| {name} | {d.name} | {t.get('train_s', float('nan')):.0f} | {t.get('eval_s', float('nan')):.0f} |"
+            report = d / "report.html"
+            link: Cell = Link("report", report.relative_to(out).as_posix()) if report.is_file() else "–"
+            rows.append(
+                [name, d.name, f"{t.get('train_s', float('nan')):.0f}", f"{t.get('eval_s', float('nan')):.0f}", link]
             )
+    header = ["arm", "seed", "RL + load (s)", "held-out eval (s)", "run report"]
+    return Section("CPU per run", tables=[Table(header, rows)])
+
+
+def write_findings(spec: ExperimentSpec, out: str | Path) -> Path:
+    """``OUT/findings.md`` and ``OUT/findings.html`` (the same sections), ``OUT/summary.json`` and the
+    SVG curves under ``OUT/curves/``, from the runs finished so far. Returns the markdown page's path."""
+    out = Path(out)
+    runs = finished_runs(spec, out)
+    verdicts = [judge_claim(c, runs, spec.bootstrap)[0] for c in spec.claims]
+    signals = {name: instability(name, ds) for name, ds in runs.items()}
+    sections = [
+        claims_section(spec, verdicts),
+        arms_section(spec, runs),
+        *heldout_sections(spec, runs),
+        curves_section(out, runs),
+        signals_section(signals),
+        cpu_section(out, runs),
+    ]
+    title = f"Findings: {spec.name}"
     page = out / "findings.md"
-    atomic_write_text(page, "\n".join(lines) + "\n")
+    atomic_write_text(page, to_markdown(title, sections))
+    atomic_write_text(out / "findings.html", to_html(title, sections))
     summary = {
         "verdicts": [asdict(v) for v in verdicts],
         "signals": signals,

@@ -8,7 +8,7 @@ OUT/spec.yaml                  the experiment as run
 OUT/warm_start/                the shared LoRA SFT (config.yaml, ckpt-000000, sft.json)
 OUT/arms/<arm>/seed<s>/        a run folder (config.yaml, metrics.jsonl, checkpoints, report.html)
 OUT/arms/<arm>/seed<s>/eval/heldout.jsonl   one row per held-out question (searchrl.eval.run.EvalRow)
-OUT/findings.md, OUT/curves/*.svg, OUT/summary.json
+OUT/findings.md, OUT/findings.html, OUT/curves/*.svg, OUT/summary.json
 ```
 """
 
