@@ -23,7 +23,7 @@ def experiment(
     last checkpoint; run the same command again.
     """
     from searchrl.config import ConfigError
-    from searchrl.experiment.findings import write_findings
+    from searchrl.experiment.findings import write_findings, write_run_reports
     from searchrl.experiment.runner import Experiment
     from searchrl.experiment.spec import load_spec
 
@@ -48,6 +48,7 @@ def experiment(
         except KeyboardInterrupt:
             typer.echo(f"interrupted: finished runs are kept in {folder}; run the same command again", err=True)
             raise typer.Exit(130) from None
+    write_run_reports(spec, folder)
     page = write_findings(spec, folder)
     typer.echo(page.read_text())
     typer.echo(f"wrote {page} and {page.with_suffix('.html')}")

@@ -198,6 +198,19 @@ def cpu_section(out: Path, runs: dict[str, list[Path]]) -> Section:
     return Section("CPU per run", tables=[Table(header, rows)])
 
 
+def write_run_reports(spec: ExperimentSpec, out: str | Path) -> list[Path]:
+    """Each finished arm x seed run gets its own ``report.html`` (curves, results, trajectories) if it has
+    none yet; the findings page links them. Returns the pages written."""
+    from searchrl.report import write_report
+
+    written = []
+    for runs in finished_runs(spec, Path(out)).values():
+        for run in runs:
+            if not (run / "report.html").is_file():
+                written.append(write_report(run))
+    return written
+
+
 def write_findings(spec: ExperimentSpec, out: str | Path) -> Path:
     """``OUT/findings.md`` and ``OUT/findings.html`` (the same sections), ``OUT/summary.json`` and the
     SVG curves under ``OUT/curves/``, from the runs finished so far. Returns the markdown page's path."""
