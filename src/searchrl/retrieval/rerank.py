@@ -69,9 +69,10 @@ class DiskVectors:
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of row ``ids`` (any order, repeats allowed): [len(ids), D] float32."""
         out = np.empty((len(ids), self.dim), dtype=np.float32)
+        outside = ids[(ids < 0) | (ids >= self.n)]
+        if len(outside):
+            raise RetrievalError(f"row {int(outside[0])} is outside {self.path} ({self.n} rows)")
         for j, i in enumerate(ids.tolist()):
-            if not 0 <= i < self.n:
-                raise RetrievalError(f"row {i} is outside {self.path} ({self.n} rows)")
             out[j] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + i * self.row_bytes), np.float32)
         return out
 
