@@ -54,3 +54,21 @@ def test_passage_formats() -> None:
     )
     block = PROTOCOLS["r1_searcher"].wrap_information("x")
     assert block.strip().startswith("<|begin_of_documents|>") and block.strip().endswith("<|end_of_documents|>")
+
+
+def test_demo_protocol_is_plain_text_and_its_example_is_well_formed(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from searchrl.rollout.prompts import prompt_ids
+
+    demo, chat = PROTOCOLS["r1_searcher_demo"], PROTOCOLS["r1_searcher"]
+    assert demo.stop_strings == chat.stop_strings and not demo.chat
+    text = smol_tokenizer.decode(prompt_ids(smol_tokenizer, demo, "Where was Oss born?"))
+    assert "<|im_start|>" not in text and text.endswith("Question: Where was Oss born?\n")
+    assert "<|im_start|>" in smol_tokenizer.decode(prompt_ids(smol_tokenizer, chat, "Where was Oss born?"))
+    # the worked example uses the protocol's own tags and passage format, and parses as a search then an answer
+    example = demo.instruction.split("\n\nQuestion: ")[1]
+    assert demo.parse_action(example) == Search("The Night Watch painter")
+    block = demo.wrap_information(demo.format_passages([Passage("x", "The Night Watch", "by Rembrandt")])).strip()
+    assert (
+        block.splitlines()[:2] == ["<|begin_of_documents|>", "(1) The Night Watch"] and block.splitlines()[1] in example
+    )
+    assert demo.extract_answer(example) == "Rembrandt"

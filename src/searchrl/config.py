@@ -116,7 +116,9 @@ class DataConfig(Section):
 
 
 class RolloutConfig(Section):
-    protocol: Literal["search_r1", "r1_searcher"] = Field("search_r1", description="Tag protocol and prompt.")
+    protocol: Literal["search_r1", "r1_searcher", "r1_searcher_demo"] = Field(
+        "search_r1", description="Tag protocol and prompt (searchrl.data.protocols)."
+    )
     max_turns: int = Field(4, ge=1, description="Policy turns per sample, the forced-answer turn included.")
     max_searches: int = Field(3, ge=0, description="Searches per sample.")
     max_new_tokens: int = Field(96, ge=1, description="Tokens sampled per policy turn.")

@@ -7,6 +7,11 @@ Two protocols are provided:
 * ``r1_searcher`` — R1-Searcher: ``<|begin_of_query|>query<|end_of_query|>``, the environment's
   ``<|begin_of_documents|>…<|end_of_documents|>``, ``<answer>…</answer>`` (a ``\\boxed{}`` inside the
   answer is unwrapped).
+* ``r1_searcher_demo`` — R1-Searcher's tags, for RL from a model that was never taught them: the
+  instruction is fed as plain text (no chat template; R1-Searcher prompts its base models this way)
+  and ends with one worked example, on a real-world fact outside every synthetic world, written in
+  the protocol's own tags and passage format. It is in-context exploration, not SFT: no weight ever
+  sees a gold trajectory. Chosen on the medium world's dev questions (``docs/findings.md``, F4).
 
 The parser only ever sees the text the policy generated in the current turn, so an example answer in
 the instruction (both papers' prompts contain one) can never be mistaken for the model's answer.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from searchrl.types import Passage
 
@@ -53,6 +58,7 @@ class TagProtocol:
     instruction: str  # {question} is replaced; shown as the user turn (chat) or the whole prompt (base)
     corrective_message: str  # injected (masked) after an invalid action
     passage_style: str  # "search_r1" | "r1_searcher"
+    chat: bool = True  # use the tokenizer's chat template (False: the instruction as plain text)
     answer_open: str = "<answer>"
     answer_close: str = "<answer>".replace("<", "</")
 
@@ -166,7 +172,23 @@ R1_SEARCHER = TagProtocol(
     passage_style="r1_searcher",
 )
 
-PROTOCOLS: dict[str, TagProtocol] = {p.name: p for p in (SEARCH_R1, R1_SEARCHER)}
+R1_SEARCHER_DEMO = replace(
+    R1_SEARCHER,
+    name="r1_searcher_demo",
+    chat=False,
+    instruction=(
+        "Answer each question. Search for the facts you need with <|begin_of_query|> keywords "
+        "<|end_of_query|>; the documents found follow between <|begin_of_documents|> and "
+        "<|end_of_documents|>. Then give the final answer inside <answer> and </answer>.\n\n"
+        "Question: Who painted The Night Watch?\n"
+        "<|begin_of_query|> The Night Watch painter <|end_of_query|>\n"
+        "<|begin_of_documents|>\n(1) The Night Watch\n"
+        "The Night Watch is a painting by Rembrandt, finished in 1642.\n<|end_of_documents|>\n"
+        "<answer> Rembrandt </answer>\n\nQuestion: {question}"
+    ),
+)
+
+PROTOCOLS: dict[str, TagProtocol] = {p.name: p for p in (SEARCH_R1, R1_SEARCHER, R1_SEARCHER_DEMO)}
 
 
 BASELINE_INSTRUCTIONS: dict[str, str] = {

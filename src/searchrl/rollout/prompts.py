@@ -18,7 +18,7 @@ def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]])
 
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, protocol: TagProtocol, question: str) -> list[int]:
-    """Token ids of the prompt; a chat template is used when the tokenizer has one."""
-    if getattr(tokenizer, "chat_template", None):
+    """Token ids of the prompt; the chat template is used when the tokenizer has one and the protocol wants it."""
+    if protocol.chat and getattr(tokenizer, "chat_template", None):
         return chat_ids(tokenizer, protocol.chat_messages(question))
     return list(tokenizer(protocol.base_prompt(question), add_special_tokens=True)["input_ids"])
