@@ -78,6 +78,22 @@ def test_monitored_entropy_equals_the_full_entropy_and_carries_no_gradient(tiny_
     assert float(ref[batch.loss_mask == 1].min()) > 0  # a real entropy, not zeros
 
 
+def test_policy_mask_keeps_the_policy_tokens_in_the_ablation() -> None:
+    from searchrl.algorithms.masked import masked_mean
+
+    trajs = [_traj(5, 4, 6, 3, 6), _traj(3, 6, 0, 0, 7)]
+    masked = collate(trajs, [1.0, 0.0], [0, 1], pad_id=2)
+    ablation = collate(trajs, [1.0, 0.0], [0, 1], pad_id=2, mask_retrieved=False)
+    assert torch.equal(masked.policy_mask, masked.loss_mask) and torch.equal(ablation.policy_mask, masked.loss_mask)
+    assert float(ablation.loss_mask.sum()) == float(masked.loss_mask.sum()) + 6  # the 6 injected targets
+    # a per-token statistic (entropy) averaged over policy_mask is the same in both runs; over loss_mask it is not
+    ent = torch.zeros_like(masked.loss_mask)
+    ent[0, 8:14] = 5.0  # high "entropy" exactly on row 0's injected targets
+    ent[masked.loss_mask == 1] = 1.0
+    assert float(masked_mean(ent, masked.policy_mask)) == float(masked_mean(ent, ablation.policy_mask)) == 1.0
+    assert float(masked_mean(ent, ablation.loss_mask)) > 1.5
+
+
 def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from test_trainer_learning import make_trainer
 

@@ -3,7 +3,9 @@
 Targets are shifted by one: position t of every ``[B, T-1]`` tensor refers to token t+1 of the
 sequence (the token predicted from positions 0..t). ``loss_mask`` comes from the trajectories as the
 rollout loop built it; with ``mask_retrieved=False`` (the ablation of the papers) every response token
-counts, injected passages included, but the prompt and padding never do.
+counts, injected passages included, but the prompt and padding never do. ``policy_mask`` keeps the
+rollout's own mask in both cases, so statistics of the policy's tokens (entropy) stay comparable
+between the masked run and the ablation.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ class RolloutBatch:
     sample_logprobs: torch.Tensor  # [B, T-1] float, log-prob recorded when sampling (0 off-mask)
     rewards: torch.Tensor  # [B] float, one outcome reward per trajectory
     group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
+    policy_mask: torch.Tensor  # [B, T-1] float, 1 = sampled by the policy (= loss_mask unless the ablation)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
-        for name in ("loss_mask", "sample_logprobs"):
+        for name in ("loss_mask", "sample_logprobs", "policy_mask"):
             assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
         assert self.rewards.shape == (b,) and self.group.shape == (b,)
 
@@ -67,19 +70,21 @@ def collate(
         mask = traj.loss_mask[:n]
         if not mask_retrieved:
             mask = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
-        rows.append((traj.ids[:n], mask, traj.logprobs[:n]))
+        rows.append((traj.ids[:n], mask, traj.logprobs[:n], traj.loss_mask[:n]))
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
     attn = torch.zeros((b, width), dtype=torch.long)
     mask_t = torch.zeros((b, width), dtype=torch.float32)
     lp = torch.zeros((b, width), dtype=torch.float32)
-    for i, (r_ids, r_mask, r_lp) in enumerate(rows):
+    own = torch.zeros((b, width), dtype=torch.float32)
+    for i, (r_ids, r_mask, r_lp, r_own) in enumerate(rows):
         n = len(r_ids)
         ids[i, :n] = torch.tensor(r_ids, dtype=torch.long)
         attn[i, :n] = 1
         mask_t[i, :n] = torch.tensor(r_mask, dtype=torch.float32)
         lp[i, :n] = torch.tensor(r_lp, dtype=torch.float32)
+        own[i, :n] = torch.tensor(r_own, dtype=torch.float32)
     return RolloutBatch(
         input_ids=ids,
         attention_mask=attn,
@@ -87,4 +92,5 @@ def collate(
         sample_logprobs=lp[:, 1:] * mask_t[:, 1:],
         rewards=torch.tensor(list(rewards), dtype=torch.float32),
         group=torch.tensor(list(groups), dtype=torch.long),
+        policy_mask=own[:, 1:],
     )

@@ -150,10 +150,10 @@ class PolicyUpdate:
             loss = loss + t.kl_coef * kl
             out["actor/kl"] = float(kl.detach())
         if ent is not None:
-            entropy = masked_mean(ent, mask)
             if bonus:
-                loss = loss - t.entropy_coef * entropy
-            out["actor/entropy"] = float(entropy.detach())
+                loss = loss - t.entropy_coef * masked_mean(ent, mask)
+            # logged over the policy's own tokens (a subset of the loss mask), in the ablation too
+            out["actor/entropy"] = float(masked_mean(ent.detach(), b.policy_mask))
         if self.critic is not None and scored.old_values is not None:
             values = self.critic(b.input_ids, b.attention_mask)
             vl = value_loss(values, scored.old_values[idx], scored.returns[idx], mask)
