@@ -166,6 +166,13 @@ class TrainConfig(Section):
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator.")
     kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
+    log_kl: bool = Field(
+        False,
+        description=(
+            "Log actor/kl (KL of the trained rows to the run's starting policy, its checkpoint 0) even when "
+            "kl_coef is 0; one more forward pass per step, without gradient."
+        ),
+    )
     log_entropy: bool = Field(
         False,
         description=(

@@ -1,14 +1,17 @@
 """Building the trainable pieces: the policy (LoRA or full), its reference, and the PPO critic.
 
-With LoRA the reference policy is the same module with the adapter disabled, so no second copy of
-the weights exists. A full fine-tune keeps a frozen copy when a KL term needs one.
+The reference policy of a KL term is the policy the run starts from, its checkpoint 0 (the base model,
+a warm start, or R1-Searcher's stage 1): with LoRA only the start's adapter tensors are kept (a few MB)
+and swapped in for the reference pass, so no second copy of the model exists; a full fine-tune keeps
+a frozen copy.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,24 +30,57 @@ def add_lora(model: Any, r: int, alpha: int, seed: int) -> Any:
 
 
 class Reference:
-    """Log-probs under the frozen starting policy: the adapter switched off, or a frozen copy."""
+    """Log-probs under the frozen starting policy: the start's trainable tensors swapped in, or a frozen copy.
+
+    :meth:`capture` takes the policy as it is now (the trainer calls it when it writes checkpoint 0);
+    :meth:`load` reads it back from checkpoint 0 when a run resumes.
+    """
 
     def __init__(self, policy: Any, lora: bool) -> None:
-        self.policy = policy
+        self.policy, self.lora = policy, lora
+        self.start: dict[str, torch.Tensor] = {}
         self.copy: Any = None
-        if not lora:
-            self.copy = copy.deepcopy(policy).eval()
-            for p in self.copy.parameters():
-                p.requires_grad_(False)
+        self.capture()
+
+    def capture(self) -> None:
+        if self.lora:
+            self.start = {n: p.detach().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
+            return
+        self.copy = copy.deepcopy(self.policy).eval()
+        for p in self.copy.parameters():
+            p.requires_grad_(False)
+
+    def load(self, checkpoint: str | Path) -> None:
+        """The reference from a checkpoint's policy weights (``checkpoint/policy.safetensors``)."""
+        from safetensors.torch import load_file
+
+        from searchrl.trainer.checkpoint import load_weights
+
+        if self.copy is not None:
+            load_weights(checkpoint, "policy", self.copy)
+            return
+        weights = load_file(str(Path(checkpoint) / "policy.safetensors"))
+        missing = set(self.start) - set(weights)
+        if missing:
+            raise ValueError(f"checkpoint {checkpoint} lacks trainable weights of the policy: {sorted(missing)[:3]}")
+        self.start = {n: weights[n].to(self.start[n].device, self.start[n].dtype) for n in self.start}
 
     @contextmanager
     def model(self) -> Iterator[Any]:
         if self.copy is not None:
             yield self.copy
             return
-        ctx = self.policy.disable_adapter() if hasattr(self.policy, "disable_adapter") else nullcontext()
-        with ctx:
+        params = dict(self.policy.named_parameters())
+        current = {n: params[n].detach().clone() for n in self.start}
+        with torch.no_grad():
+            for n, w in self.start.items():
+                params[n].copy_(w)
+        try:
             yield self.policy
+        finally:
+            with torch.no_grad():
+                for n, w in current.items():
+                    params[n].copy_(w)
 
 
 class ValueModel(nn.Module):

@@ -94,7 +94,7 @@ class Trainer:
         self.lora = t.lora_r > 0
         base = policy
         self.policy = add_lora(policy, t.lora_r, t.lora_alpha, cfg.seed) if self.lora else policy
-        self.reference = Reference(self.policy, self.lora) if t.kl_coef > 0 else None
+        self.reference = Reference(self.policy, self.lora) if t.kl_coef > 0 or t.log_kl else None
         self.critic: ValueModel | None = (
             build_critic(base, t.lora_r, t.lora_alpha, cfg.seed) if t.algorithm == "ppo" else None
         )
@@ -105,7 +105,7 @@ class Trainer:
             cparams = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=0.0)
         self.update = PolicyUpdate(
-            t, self.policy, self.optimizer, self.critic, self.critic_opt, self.reference is not None, self.dist
+            t, self.policy, self.optimizer, self.critic, self.critic_opt, t.kl_coef > 0, self.dist
         )
         self.protocol: TagProtocol = protocol
         backend = backend or HFGenerator(self.policy, tokenizer)
@@ -132,6 +132,8 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer state)."""
+        if self.state.step == 0 and self.reference is not None:
+            self.reference.capture()  # checkpoint 0 is the policy RL starts from: the KL reference
         if not self.dist.is_main:
             return None
         return save_checkpoint(self.run_dir, self.state, self.modules(), self.optimizers())
@@ -142,6 +144,9 @@ class Trainer:
         if path is None:
             return False
         self.state = load_checkpoint(path, self.modules(), self.optimizers())
+        start = self.run_dir / "ckpt-000000"
+        if self.reference is not None and (start / "policy.safetensors").is_file():
+            self.reference.load(start)
         return True
 
     # -- stages -----------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ class Trainer:
     def _on_policy(self, batch_size: int) -> bool:
         """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
         t = self.cfg.train
-        kl_needs_old = self.reference is not None and t.kl_in_reward
+        kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
         return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
 
     @torch.no_grad()

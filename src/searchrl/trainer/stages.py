@@ -82,7 +82,7 @@ def advantages(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(advantages, returns) [B, T-1] of ``train.algorithm``'s estimator, the KL-in-reward term included."""
     kl = None
-    if ref is not None and t.kl_in_reward:
+    if ref is not None and t.kl_in_reward and t.kl_coef > 0:  # a reference kept for logging adds no term
         assert old is not None  # the on-policy fast path never drops old log-probs when the KL is in the reward
         kl = KL_ESTIMATORS[t.kl_estimator](old, ref) * batch.loss_mask
     estimator = ADVANTAGE_ESTIMATORS[ESTIMATOR_OF[t.algorithm]]

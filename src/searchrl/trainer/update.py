@@ -34,7 +34,7 @@ class PolicyUpdate:
         optimizer: torch.optim.Optimizer,
         critic: ValueModel | None,
         critic_opt: torch.optim.Optimizer | None,
-        has_reference: bool,
+        has_reference: bool,  # a KL term with kl_coef > 0 (a reference kept only for logging is not one)
         dist: Distributed | None = None,
     ) -> None:
         self.t, self.policy, self.optimizer = t, policy, optimizer
@@ -145,10 +145,12 @@ class PolicyUpdate:
             "actor/clip_frac": float(pl.clip_frac),
             "actor/approx_kl": float(pl.approx_kl),
         }
-        if scored.ref_logprobs is not None and not t.kl_in_reward:
-            kl = masked_mean(KL_ESTIMATORS[t.kl_estimator](new, scored.ref_logprobs[idx]), mask)
-            loss = loss + t.kl_coef * kl
-            out["actor/kl"] = float(kl.detach())
+        if scored.ref_logprobs is not None:
+            estimator, ref = KL_ESTIMATORS[t.kl_estimator], scored.ref_logprobs[idx]
+            if self.has_reference and not t.kl_in_reward:  # the KL term of the loss
+                loss = loss + t.kl_coef * masked_mean(estimator(new, ref), mask)
+            # logged over the policy's own tokens, also when the KL is in the reward or only monitored
+            out["actor/kl"] = float(masked_mean(estimator(new.detach(), ref), b.policy_mask))
         if ent is not None:
             if bonus:
                 loss = loss - t.entropy_coef * masked_mean(ent, mask)
