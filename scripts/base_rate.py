@@ -55,6 +55,8 @@ def main() -> None:
 
     world = generate_world(args.world_seed, args.world_size)
     questions = [e for e in world.questions[args.split] if e.metadata.get("type") == args.type][: args.questions]
+    if not questions:
+        raise SystemExit(f"the world has no '{args.type}' questions in its {args.split} split")
     passages = {p.id: p for p in world.passages}
     cfg = Config()
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)

@@ -98,6 +98,9 @@ def test_config_maps_onto_grpo_config_and_rejects_what_trl_cannot_do(tmp_path: P
         extra = (override, "train.kl_coef=0.01") if "kl_estimator" in override else (override,)
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             grpo_args(cfg_for(tmp_path, *extra))
+    with pytest.raises(ValueError, match=r"train\.log_kl"):  # TRL has no reference with beta 0, so no KL to log
+        grpo_args(cfg_for(tmp_path, "train.log_kl=true", "train.kl_coef=0"))
+    assert grpo_args(cfg_for(tmp_path, "train.log_kl=true", "train.kl_coef=0.01"))["beta"] == 0.01
 
 
 def test_rollout_fields_cut_after_the_prompt_and_honour_the_ablation(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

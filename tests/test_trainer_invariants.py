@@ -94,6 +94,35 @@ def test_policy_mask_keeps_the_policy_tokens_in_the_ablation() -> None:
     assert float(masked_mean(ent, ablation.loss_mask)) > 1.5
 
 
+def test_logged_entropy_is_the_exact_mean_over_policy_tokens(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """In the ablation, with micro-batches of one row and with a zero-advantage row skipped."""
+    from searchrl.config import load_config
+    from searchrl.models import tiny_model
+    from searchrl.trainer.stages import Scored
+    from searchrl.trainer.update import PolicyUpdate
+
+    model = tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0)
+    with torch.no_grad():  # peaked next-token distributions, so entropies differ from token to token
+        model.get_output_embeddings().weight.mul_(30.0)
+    trajs = [_traj(5, 4, 6, 3, 8), _traj(3, 6, 0, 0, 9)]
+    batch = collate(trajs, [1.0, 0.0], [0, 0], pad_id=2, mask_retrieved=False)
+    t = load_config(None, ["train.log_entropy=true", "train.micro_batch=1", "train.mini_batch=2"]).train
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    ent = -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
+    own, trained = batch.policy_mask, batch.loss_mask
+    for rows, expected in (
+        ((0, 1), float((ent * own).sum() / own.sum())),
+        ((0,), float((ent[0] * own[0]).sum() / own[0].sum())),  # row 1's advantages are 0: not run
+    ):
+        adv = torch.zeros_like(trained)
+        adv[list(rows)] = 1.0
+        update = PolicyUpdate(t, model, torch.optim.SGD(model.parameters(), lr=0.0), None, None, kl_in_loss=False)
+        stats = update.minibatch(Scored(batch, None, None, None, adv, adv), torch.arange(2))
+        assert abs(stats["actor/entropy"] - expected) < 2e-3  # logits of std ~3: float32 paths differ by ~3e-4
+        assert abs(expected - float((ent[list(rows)] * trained[list(rows)]).sum() / trained[list(rows)].sum())) > 0.01
+
+
 def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from test_trainer_learning import make_trainer
 

@@ -162,7 +162,9 @@ class TrainConfig(Section):
     mini_batch: int = Field(8, ge=1, description="Samples per optimizer step.")
     micro_batch: int = Field(4, ge=1, description="Samples per forward/backward (gradient accumulation).")
     clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
-    kl_coef: float = Field(0.001, ge=0, description="KL penalty coefficient (0 = no reference model).")
+    kl_coef: float = Field(
+        0.001, ge=0, description="KL penalty coefficient (0 = no KL term; train.log_kl still logs it)."
+    )
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator.")
     kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")

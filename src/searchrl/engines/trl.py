@@ -16,7 +16,9 @@ the tag protocol, the rollout loop, the retriever and the reward functions. The 
   ``searches`` (searches per sample). The dataset column ``answers`` carries the gold answers.
 
 What differs from searchrl's own trainer, on purpose or by TRL's design: TRL's group std adds
-``1e-4`` (ours ``1e-6``); TRL's KL is k3 in the loss only; TRL shuffles prompts with its own sampler.
+``1e-4`` (ours ``1e-6``); TRL's KL is k3 in the loss only, against the model with its LoRA adapter
+switched off (ours: the run's checkpoint 0), averaged over ``env_mask`` (ours: the policy's tokens);
+TRL shuffles prompts with its own sampler.
 Fields TRL cannot honour are rejected by :func:`grpo_args` with a message naming them.
 
 The alternative path, if ``rollout_func`` or ``env_mask`` change in a later TRL: ``environment_factory``
@@ -67,6 +69,8 @@ def grpo_args(cfg: Config, world: int = 1) -> dict[str, Any]:
         raise _reject("train.loss_agg", t.loss_agg, "dr_grpo pairs with seq-mean-token-sum-norm in TRL")
     if t.kl_coef > 0 and (t.kl_in_reward or t.kl_estimator != "k3"):
         raise _reject("train.kl_estimator", t.kl_estimator, "TRL's KL is k3 in the loss (kl_in_reward=false)")
+    if t.log_kl and t.kl_coef == 0:
+        raise _reject("train.log_kl", t.log_kl, "TRL builds a reference and logs KL only with train.kl_coef > 0")
     if r.group_size < 2:
         raise _reject("rollout.group_size", r.group_size, "GRPO needs at least 2 samples per prompt")
     batch = t.prompts_per_step * r.group_size

@@ -26,7 +26,7 @@ class RolloutBatch:
     sample_logprobs: torch.Tensor  # [B, T-1] float, log-prob recorded when sampling (0 off-mask)
     rewards: torch.Tensor  # [B] float, one outcome reward per trajectory
     group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
-    policy_mask: torch.Tensor  # [B, T-1] float, 1 = sampled by the policy (= loss_mask unless the ablation)
+    policy_mask: torch.Tensor  # [B, T-1] float, the rollout's loss_mask as built (= loss_mask unless the ablation)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape

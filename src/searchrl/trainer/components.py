@@ -32,8 +32,9 @@ def add_lora(model: Any, r: int, alpha: int, seed: int) -> Any:
 class Reference:
     """Log-probs under the frozen starting policy: the start's trainable tensors swapped in, or a frozen copy.
 
-    :meth:`capture` takes the policy as it is now (the trainer calls it when it writes checkpoint 0);
-    :meth:`load` reads it back from checkpoint 0 when a run resumes.
+    :meth:`capture` takes the policy as it is now (the trainer calls it before its first RL step);
+    :meth:`load` reads it back from checkpoint 0 when a run resumes. A run folder without checkpoint 0
+    (a CLI run that never wrote one) started from the policy as constructed, which is what it keeps.
     """
 
     def __init__(self, policy: Any, lora: bool) -> None:
@@ -45,10 +46,12 @@ class Reference:
     def capture(self) -> None:
         if self.lora:
             self.start = {n: p.detach().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
-            return
-        self.copy = copy.deepcopy(self.policy).eval()
-        for p in self.copy.parameters():
-            p.requires_grad_(False)
+        elif self.copy is not None:
+            self.copy.load_state_dict(self.policy.state_dict())
+        else:
+            self.copy = copy.deepcopy(self.policy).eval()
+            for p in self.copy.parameters():
+                p.requires_grad_(False)
 
     def load(self, checkpoint: str | Path) -> None:
         """The reference from a checkpoint's policy weights (``checkpoint/policy.safetensors``)."""
@@ -72,10 +75,10 @@ class Reference:
             return
         params = dict(self.policy.named_parameters())
         current = {n: params[n].detach().clone() for n in self.start}
-        with torch.no_grad():
-            for n, w in self.start.items():
-                params[n].copy_(w)
         try:
+            with torch.no_grad():
+                for n, w in self.start.items():
+                    params[n].copy_(w)
             yield self.policy
         finally:
             with torch.no_grad():

@@ -7,7 +7,10 @@ the models in :mod:`searchrl.trainer.components`. This module wires them into :c
 Deviations from the papers, on purpose:
 
 * One ``loss_mask`` (from the rollout) drives the policy loss, KL, entropy, value loss and advantage
-  whitening; ``train.mask_retrieved_tokens: false`` is the ablation, applied once at collation.
+  whitening; ``train.mask_retrieved_tokens: false`` is the ablation, applied once at collation. The
+  logged entropy and KL are means over the policy's own tokens (``policy_mask``), in the ablation too.
+* The KL reference is the policy the RL run starts from (its checkpoint 0: a warm start, a stage-1
+  policy), not the model without its adapter; ``train.log_kl`` logs that KL when ``kl_coef`` is 0.
 * Old log-probs are recomputed with the training forward pass rather than taken from the sampler, so
   the first PPO ratio is exactly 1 even when sampling used another numerical path (e.g. vLLM). When a
   step is fully on-policy (one epoch, one mini-batch) that pass is skipped and the detached new
@@ -105,7 +108,7 @@ class Trainer:
             cparams = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=0.0)
         self.update = PolicyUpdate(
-            t, self.policy, self.optimizer, self.critic, self.critic_opt, t.kl_coef > 0, self.dist
+            t, self.policy, self.optimizer, self.critic, self.critic_opt, kl_in_loss=t.kl_coef > 0, dist=self.dist
         )
         self.protocol: TagProtocol = protocol
         backend = backend or HFGenerator(self.policy, tokenizer)
@@ -132,8 +135,6 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer state)."""
-        if self.state.step == 0 and self.reference is not None:
-            self.reference.capture()  # checkpoint 0 is the policy RL starts from: the KL reference
         if not self.dist.is_main:
             return None
         return save_checkpoint(self.run_dir, self.state, self.modules(), self.optimizers())
@@ -260,6 +261,8 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
+        if self.state.step == 0 and self.reference is not None:
+            self.reference.capture()  # the policy RL starts from (a warm start, stage 1): the KL reference
         clock = _Clock()
         examples = self.next_examples()
         mine = [examples[i] for i in self.dist.share(len(examples))]

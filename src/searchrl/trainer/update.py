@@ -34,18 +34,18 @@ class PolicyUpdate:
         optimizer: torch.optim.Optimizer,
         critic: ValueModel | None,
         critic_opt: torch.optim.Optimizer | None,
-        has_reference: bool,  # a KL term with kl_coef > 0 (a reference kept only for logging is not one)
+        kl_in_loss: bool,  # a KL term with kl_coef > 0 in the loss (a reference kept only for logging is not)
         dist: Distributed | None = None,
     ) -> None:
         self.t, self.policy, self.optimizer = t, policy, optimizer
         self.critic, self.critic_opt = critic, critic_opt
-        self.has_reference = has_reference
+        self.kl_in_loss = kl_in_loss
         self.dist = dist or Distributed()
 
     def only_policy_loss(self) -> bool:
         """Whether a row with zero advantages contributes exactly nothing to the loss."""
         t = self.t
-        kl_in_loss = self.has_reference and not t.kl_in_reward
+        kl_in_loss = self.kl_in_loss and not t.kl_in_reward
         return t.fast_paths and not kl_in_loss and t.entropy_coef == 0 and self.critic is None
 
     def run(self, scored: Scored, gen: torch.Generator) -> dict[str, float]:
@@ -74,6 +74,7 @@ class PolicyUpdate:
             own = self.dist.share(scored.batch.size, "rows")
             index = index[(index >= own.start) & (index < own.stop)]
         out: dict[str, float] = {}
+        sums: dict[str, float] = {"policy_tokens": 0.0}  # monitored statistics: sums over policy tokens
         finite = True
         for s in range(0, len(index), t.micro_batch):
             idx = index[s : s + t.micro_batch]
@@ -82,6 +83,8 @@ class PolicyUpdate:
                 weight = len(idx) / n_rows
             parts = self.micro_losses(scored, idx)
             loss = parts.pop("loss")
+            for k, v in parts.pop("sums").items():
+                sums[k] = sums.get(k, 0.0) + v
             if not torch.isfinite(loss):
                 finite = False
                 break
@@ -90,6 +93,10 @@ class PolicyUpdate:
                 out[k] = out.get(k, 0.0) + v * weight
         self.dist.sum_grads(self._params())
         out = self.dist.sum_stats(out)  # each rank's parts are weighted by its share of the global tokens
+        sums = self.dist.sum_stats(sums)
+        n_policy = sums.pop("policy_tokens")
+        if n_policy > 0:  # exact means over the policy tokens of the rows that ran (none: not logged)
+            out.update({k: v / n_policy for k, v in sums.items()})
         norm, stepped = self._step(self.dist.all_true(finite))
         out["actor/skipped_steps"] = 0.0 if stepped else 1.0
         out["actor/grad_norm"] = norm
@@ -127,7 +134,8 @@ class PolicyUpdate:
         return norm, stepped
 
     def micro_losses(self, scored: Scored, idx: torch.Tensor) -> dict[str, Any]:
-        """The loss of rows ``idx`` (key ``loss``, a tensor) and its parts as floats."""
+        """The loss of rows ``idx`` (key ``loss``, a tensor), its parts as floats, and under ``sums`` the
+        monitored statistics (entropy, KL) summed over the rows' policy tokens, with their count."""
         t = self.t
         b = scored.batch.select(idx)
         mask = b.loss_mask
@@ -145,21 +153,23 @@ class PolicyUpdate:
             "actor/clip_frac": float(pl.clip_frac),
             "actor/approx_kl": float(pl.approx_kl),
         }
+        # monitored over the policy's own tokens (a subset of the loss mask), in the ablation too
+        own = b.policy_mask
+        sums = {"policy_tokens": float(own.sum())}
         if scored.ref_logprobs is not None:
             estimator, ref = KL_ESTIMATORS[t.kl_estimator], scored.ref_logprobs[idx]
-            if self.has_reference and not t.kl_in_reward:  # the KL term of the loss
+            if self.kl_in_loss and not t.kl_in_reward:  # the KL term of the loss
                 loss = loss + t.kl_coef * masked_mean(estimator(new, ref), mask)
-            # logged over the policy's own tokens, also when the KL is in the reward or only monitored
-            out["actor/kl"] = float(masked_mean(estimator(new.detach(), ref), b.policy_mask))
+            sums["actor/kl"] = float((estimator(new.detach(), ref) * own).sum())
         if ent is not None:
             if bonus:
                 loss = loss - t.entropy_coef * masked_mean(ent, mask)
-            # logged over the policy's own tokens (a subset of the loss mask), in the ablation too
-            out["actor/entropy"] = float(masked_mean(ent.detach(), b.policy_mask))
+            sums["actor/entropy"] = float((ent.detach() * own).sum())
         if self.critic is not None and scored.old_values is not None:
             values = self.critic(b.input_ids, b.attention_mask)
             vl = value_loss(values, scored.old_values[idx], scored.returns[idx], mask)
             loss = loss + vl.loss
             out["critic/value_loss"] = float(vl.loss.detach())
         out["loss"] = loss
+        out["sums"] = sums
         return out
