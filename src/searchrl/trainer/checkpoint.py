@@ -44,6 +44,11 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """The folder of step ``step``'s checkpoint (step 0: the policy RL started from, always kept)."""
+    return Path(run_dir) / f"ckpt-{step:06d}"
+
+
 def save_checkpoint(
     run_dir: str | Path,
     state: TrainState,
@@ -58,7 +63,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    final = run_dir / f"ckpt-{state.step:06d}"
+    final = checkpoint_dir(run_dir, state.step)
     with atomic_dir(final) as tmp:
         for name, module in modules.items():
             save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
@@ -76,7 +81,7 @@ def save_checkpoint(
         )
     atomic_write_text(run_dir / "latest", final.name)
     for old in sorted(run_dir.glob("ckpt-*"))[:-keep]:
-        if old.name != "ckpt-000000":
+        if old.name != checkpoint_dir(run_dir, 0).name:
             shutil.rmtree(old, ignore_errors=True)
     return final
 

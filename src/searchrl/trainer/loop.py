@@ -42,7 +42,13 @@ from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.rollout.trace import text_spans
 from searchrl.trainer.batch import RolloutBatch, collate
-from searchrl.trainer.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from searchrl.trainer.checkpoint import (
+    TrainState,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from searchrl.trainer.components import Reference, ValueModel, add_lora, build_critic
 from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.metrics import MetricsSink
@@ -145,7 +151,7 @@ class Trainer:
         if path is None:
             return False
         self.state = load_checkpoint(path, self.modules(), self.optimizers())
-        start = self.run_dir / "ckpt-000000"
+        start = checkpoint_dir(self.run_dir, 0)
         if self.reference is not None and (start / "policy.safetensors").is_file():
             self.reference.load(start)
         return True
