@@ -15,12 +15,17 @@ def experiment(
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/experiments/<name>).")] = None,
     arm: Annotated[list[str] | None, typer.Option(help="Run only these arms (repeatable); others are kept.")] = None,
     findings_only: Annotated[bool, typer.Option(help="Only rewrite the findings page from finished runs.")] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Dev calibration: held-out questions from the dev split, the first seed only."),
+    ] = False,
 ) -> None:
     """Train and evaluate every arm x seed of SPEC_FILE, then write findings.md, findings.html, curves/
     and summary.json.
 
     Resumable: finished runs are kept (their held-out rows), an interrupted RL run continues from its
-    last checkpoint; run the same command again.
+    last checkpoint; run the same command again. Pick settings with --calibrate (dev split, one seed,
+    default folder runs/experiments/<name>_dev), then run without it on the test split once.
     """
     from searchrl.config import ConfigError
     from searchrl.experiment.findings import write_findings, write_run_reports
@@ -33,6 +38,8 @@ def experiment(
     except ConfigError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
+    if calibrate:
+        spec = spec.for_calibration()
     folder = out or Path("runs/experiments") / spec.name
     unknown = sorted(set(arm or []) - {a.name for a in spec.arms})
     if unknown:

@@ -104,6 +104,11 @@ class ExperimentSpec(_Strict):
                     raise ValueError(f"claim {claim.id} names arm '{name}', which the spec does not have")
         return self
 
+    def for_calibration(self) -> ExperimentSpec:
+        """The same experiment on the dev split with the first seed: where settings are picked."""
+        held = self.held_out.model_copy(update={"split": "dev"})
+        return self.model_copy(update={"name": f"{self.name}_dev", "held_out": held, "seeds": self.seeds[:1]})
+
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
 
