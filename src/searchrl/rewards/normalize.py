@@ -13,8 +13,9 @@ Deliberate deviations from the reference code:
   recomputed from released predictions (:data:`METRICS`, ``searchrl eval --metric``):
   Search-R1's ``subem`` tests a character substring of the normalized strings (so gold "art" covers
   "party", and a gold that normalizes to nothing covers everything); R1-Searcher's cover EM
-  (``r1_cover_em``) maps a bare "True"/"False" to "yes"/"no", then accepts when every normalized
-  gold word is one of the prediction's words, in any order and any position.
+  (``r1_cover_em``) maps a bare "True"/"False" to "yes"/"no", normalizes with R1-Searcher's own rule
+  (:func:`r1_normalize_answer`: punctuation becomes a space instead of vanishing), then accepts when
+  every normalized gold word is one of the prediction's words, in any order and any position.
 * F1 follows the HotpotQA evaluator (which R1-Searcher uses): when either side normalizes to "yes",
   "no" or "noanswer" and the two differ, F1 is 0, so hedging ("yes no") earns nothing. When both
   sides normalize to nothing, F1 is 1 (they are equal; this keeps EM => F1 = 1).
@@ -37,6 +38,7 @@ __all__ = [
     "f1_score",
     "normalize_answer",
     "r1_cover_exact_match",
+    "r1_normalize_answer",
     "substring_exact_match",
 ]
 
@@ -105,18 +107,42 @@ def substring_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
     return float(any(normalize_answer(g) in pred for g in _golds(golds)))
 
 
+# R1-Searcher also treats the typographic quotes and the acute accent as punctuation
+_R1_PUNCT = str.maketrans(dict.fromkeys(string.punctuation + "\u2018\u2019\u00b4", " "))
+
+
+def r1_normalize_answer(text: str) -> str:
+    """R1-Searcher's normalization: lowercase, replace punctuation by a space, drop articles, collapse
+    whitespace.
+
+    It differs from SQuAD's :func:`normalize_answer` in one step: each ASCII punctuation character
+    (the underscore included) and each of ‘ ’ ´ becomes a space instead of being deleted, so
+    "Fox's" is "fox s" (SQuAD: "foxs"), "snake_case" is "snake case", and since articles go after
+    the split, "A-ha" is "ha" and "U.S.A." is "u s" (SQuAD: "aha", "usa").
+    """
+    text = text.lower().translate(_R1_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
 def _bool_mapping(text: str) -> str:
-    # R1-Searcher's eval maps Python booleans printed as answers onto the yes/no gold words
+    # R1-Searcher maps an answer that is exactly "True" / "False" (Python booleans printed as text,
+    # case-sensitive, unstripped) onto the yes/no gold words; any other text passes through
     return {"True": "yes", "False": "no"}.get(text, text)
 
 
 def r1_cover_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
-    """R1-Searcher's cover EM: 1.0 if every normalized word of some gold is a word of the normalized
-    prediction, in any order ("york new" covers "New York"; repeats need one occurrence). A gold that
-    normalizes to nothing covers only a prediction that normalizes to nothing, as in their code."""
-    pred = normalize_answer(_bool_mapping(prediction)).split(" ")
+    """R1-Searcher's cover EM (``cover_exact_match_score_1`` in its ``evaluation/metric_calc_rule.py``,
+    the number its tables report).
+
+    Both sides go through the True/False mapping and then :func:`r1_normalize_answer`, not SQuAD's
+    normalization. 1.0 if every word of some normalized gold is a word of the normalized prediction,
+    in any order ("york new" covers "New York"; repeats need one occurrence; "Fox's" covers "Fox").
+    A gold that normalizes to nothing covers only a prediction that normalizes to nothing, as in
+    their code. No gold at all gives 0.0 (their code raises).
+    """
+    pred = r1_normalize_answer(_bool_mapping(prediction)).split(" ")
     for gold in _golds(golds):
-        if all(w in pred for w in normalize_answer(_bool_mapping(gold)).split(" ")):
+        if all(w in pred for w in r1_normalize_answer(_bool_mapping(gold)).split(" ")):
             return 1.0
     return 0.0
 
