@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from searchrl.data.protocols import PROTOCOLS
 from searchrl.data.world import generate_world
 from searchrl.eval.run import evaluate
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
-from searchrl.trainer.loop import load_trained_policy, rollout_limits
+from searchrl.trainer.loop import load_trained_policy
 
 
 def main() -> None:
@@ -33,12 +33,12 @@ def main() -> None:
     questions = [e for e in world.questions["test"] if e.metadata.get("type") == "2hop"][: args.n]
     retriever = BM25Retriever.build(world.passages)
     cfg, policy, tok, _ = load_trained_policy(args.run_dir)
-    protocol, limits = PROTOCOLS[cfg.rollout.protocol], rollout_limits(cfg)
     first: list[str | None] = []
     base = 0.0
     for size in (int(s) for s in args.sizes.split(",")):
         t = time.perf_counter()
-        rows = evaluate("agent", questions, HFGenerator(policy, tok), tok, retriever, protocol, limits, batch_size=size)
+        engine = build_rollout(cfg, HFGenerator(policy, tok), retriever, tok)
+        rows = evaluate("agent", questions, engine, batch_size=size)
         rate = len(rows) / (time.perf_counter() - t)
         answers = [r.answer for r in rows]
         first = first or answers

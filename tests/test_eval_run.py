@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from searchrl.data.protocols import PROTOCOLS
 from searchrl.eval.run import evaluate, markdown_table, summarize
-from searchrl.rollout.engine import RolloutLimits
+from searchrl.rollout.engine import RolloutEngine, RolloutLimits
 from searchrl.rollout.scripted import ScriptedBackend
 from searchrl.types import Passage, QAExample
 
@@ -29,7 +29,8 @@ def test_agent_scoring(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
         ["<search>Ivo</search>", "No idea." + smol_tokenizer.eos_token],  # wrong; passages say Varnholt
     ]
     backend = ScriptedBackend(smol_tokenizer, scripts)
-    rows = evaluate("agent", EXAMPLES, backend, smol_tokenizer, Fixed(), PROTOCOLS["search_r1"], RolloutLimits())
+    engine = RolloutEngine(backend, Fixed(), smol_tokenizer, PROTOCOLS["search_r1"], RolloutLimits())
+    rows = evaluate("agent", EXAMPLES, engine)
     assert [r.em for r in rows] == [1.0, 0.0, 0.0]
     assert [r.cover_em for r in rows] == [1.0, 1.0, 0.0]  # the injected "Varnholt" never counts
     assert [r.searches for r in rows] == [1, 1, 1]
@@ -42,6 +43,7 @@ def test_baselines_cannot_search(smol_tokenizer) -> None:  # type: ignore[no-unt
     scripts = [["<search>x</search>", "Varnholt</answer>"], ["<answer>Tessaly</answer>"], ["<answer>no</answer>"]]
     backend = ScriptedBackend(smol_tokenizer, scripts)
     retriever = Fixed()
-    rows = evaluate("rag", EXAMPLES, backend, smol_tokenizer, retriever, PROTOCOLS["search_r1"], RolloutLimits())
+    engine = RolloutEngine(backend, retriever, smol_tokenizer, PROTOCOLS["search_r1"], RolloutLimits())
+    rows = evaluate("rag", EXAMPLES, engine)
     assert [r.searches for r in rows] == [0, 0, 0]
     assert [r.em for r in rows] == [1.0, 1.0, 0.0]  # the refused search led to a forced answer

@@ -10,21 +10,20 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from searchrl.config import load_config, save_config
-from searchrl.data.protocols import PROTOCOLS
 from searchrl.data.world import default_world
 from searchrl.eval.run import evaluate, write_results
 from searchrl.models import tiny_model
 from searchrl.report import html_page, plot_keys, write_report
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.scripted import ScriptedBackend
-from searchrl.trainer.loop import Trainer, rollout_limits
+from searchrl.trainer.loop import Trainer
 from searchrl.trainer.metrics import read_metrics
 
 SCRIPTED, TINY = "agent_scripted", "agent_tiny"
@@ -46,15 +45,15 @@ def run_dir(smol_tokenizer, tmp_path_factory) -> Path:  # type: ignore[no-untype
     t1 = time.perf_counter()
     by_type = {t: [q for q in world.questions["test"] if q.metadata["type"] == t] for t in ("1hop", "2hop")}
     test = by_type["1hop"][:2] + by_type["2hop"][:2]
-    protocol, limits = PROTOCOLS[cfg.rollout.protocol], rollout_limits(cfg)
-    tiny = evaluate("agent", test, HFGenerator(model, smol_tokenizer), smol_tokenizer, retriever, protocol, limits)
+    engine = build_rollout(cfg, HFGenerator(model, smol_tokenizer), retriever, smol_tokenizer)
+    tiny = evaluate("agent", test, engine)
     scripts = [
         [f"<search>{ex.question}</search>", f"<answer>{ex.answers[0] if i < 2 else 'no'}</answer>"]
         for i, ex in enumerate(test)
     ]
-    roomy = replace(limits, max_turns=3, max_new_tokens=48)  # room for the scripted search and answer turns
     backend = ScriptedBackend(smol_tokenizer, scripts)
-    scripted = evaluate("agent", test, backend, smol_tokenizer, retriever, protocol, roomy)
+    roomy = build_rollout(cfg, backend, retriever, smol_tokenizer).with_limits(max_turns=3, max_new_tokens=48)
+    scripted = evaluate("agent", test, roomy)  # room for the scripted search and answer turns
     tables = {TINY: write_results(run / "eval", TINY, tiny), SCRIPTED: write_results(run / "eval", SCRIPTED, scripted)}
     summary = {"tables": tables, "timings_s": {"rl": t1 - t0, "eval": time.perf_counter() - t1}}
     (run / "summary.json").write_text(json.dumps(summary))

@@ -32,15 +32,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from searchrl.config import Config, save_config
-from searchrl.data.protocols import PROTOCOLS
 from searchrl.data.world import World, generate_world, save_world
 from searchrl.eval.paired import compare_arms, comparison_markdown
 from searchrl.eval.rows import read_rows
 from searchrl.eval.run import EvalRow, evaluate, markdown_table, summarize, write_results
 from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
-from searchrl.trainer.loop import Trainer, rollout_limits
+from searchrl.trainer.loop import Trainer
 from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
@@ -136,8 +136,6 @@ def run_demo(
     log(f"world: {len(world.passages)} passages, {sum(len(v) for v in world.questions.values())} questions")
 
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-    protocol = PROTOCOLS[cfg.rollout.protocol]
-    limits = rollout_limits(cfg)
     test = world.questions["test"]
     held_out = pick(test, "1hop", plan.eval_per_type) + pick(test, "2hop", plan.eval_per_type)
     baseline_set = pick(test, "1hop", plan.baseline_per_type) + pick(test, "2hop", plan.baseline_per_type)
@@ -156,11 +154,7 @@ def run_demo(
                 rows: list[EvalRow] = evaluate(
                     method,  # type: ignore[arg-type]
                     questions,
-                    HFGenerator(policy, tok),
-                    tok,
-                    retriever,
-                    protocol,
-                    limits,
+                    build_rollout(cfg, HFGenerator(policy, tok), retriever, tok),
                     batch_size=16,
                     progress=lambda n: advance(n, ""),
                 )

@@ -62,20 +62,19 @@ def data_filter(
     k: Annotated[int, typer.Option(help="Sampled rollouts per question.")] = 4,
 ) -> None:
     """R1-Searcher's difficulty filter: bin data.train questions by the policy's pass rate over k samples."""
-    from searchrl.data.protocols import PROTOCOLS
     from searchrl.data.sources import load_source
     from searchrl.models import load_policy
+    from searchrl.rollout.build import build_rollout
     from searchrl.rollout.difficulty import bin_examples, pass_rates, write_bins
-    from searchrl.rollout.engine import RolloutEngine
     from searchrl.rollout.hf import HFGenerator
     from searchrl.rollout.prompts import prompt_ids
-    from searchrl.trainer.loop import named_reward, rollout_limits
+    from searchrl.trainer.loop import named_reward
 
     cfg = resolve(config, overrides)
     examples = load_source(cfg.data.train, "train", cfg.data.max_examples)
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-    protocol = PROTOCOLS[cfg.rollout.protocol]
-    engine = RolloutEngine(HFGenerator(model, tok), retriever_for(cfg), tok, protocol, rollout_limits(cfg))
+    engine = build_rollout(cfg, HFGenerator(model, tok), retriever_for(cfg), tok)
+    protocol = engine.protocol
     rates = pass_rates(
         examples,
         engine,

@@ -49,17 +49,18 @@ def eval_cmd(
     question type with a 95 % bootstrap interval, and every arm's paired difference from the first arm
     with its interval and the questions it fixed and broke.
     """
-    from searchrl.data.protocols import PROTOCOLS
+    import searchrl.eval.run as eval_run
     from searchrl.data.qa import DataError
     from searchrl.data.sources import load_source
     from searchrl.eval.paired import compare_arms, comparison_json, comparison_markdown
-    from searchrl.eval.run import METHODS, evaluate, markdown_table, write_results
+    from searchrl.eval.run import METHODS, markdown_table, write_results
     from searchrl.models import load_policy
     from searchrl.retrieval.bm25 import BM25Retriever
     from searchrl.retrieval.corpus import CorpusError, passages_from_qa_file
     from searchrl.rewards.normalize import METRICS
+    from searchrl.rollout.build import build_rollout
     from searchrl.rollout.hf import HFGenerator
-    from searchrl.trainer.loop import load_trained_policy, rollout_limits
+    from searchrl.trainer.loop import load_trained_policy
     from searchrl.utils import atomic_write_text
 
     console = error_console()
@@ -75,7 +76,7 @@ def eval_cmd(
     if len({(r.name if r else None) for r in runs}) < len(runs):
         console.print("[red]two --checkpoint folders have the same name; arms are labelled by folder name[/red]")
         raise typer.Exit(2)
-    policies: list[tuple[str, Any]] = []
+    policies: list[tuple[str, Any, Any, Any]] = []  # (label suffix, config, policy, tokenizer): each run's own
     for run_dir in runs:
         if run_dir is not None:
             try:
@@ -87,15 +88,21 @@ def eval_cmd(
         else:
             cfg = resolve(config, overrides)
             model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-        policies.append((f"@{run_dir.name}" if run_dir is not None and len(runs) > 1 else "", model))
-    specs = dataset or [cfg.data.eval]
+        policies.append((f"@{run_dir.name}" if run_dir is not None and len(runs) > 1 else "", cfg, model, tok))
+    if not dataset and len({p[1].data.eval for p in policies}) > 1:
+        console.print("[red]the runs name different data.eval sets; give --dataset to compare them[/red]")
+        raise typer.Exit(2)
+    specs = dataset or [policies[0][1].data.eval]
+    own: dict[str, Any] = {}  # spec -> the dataset's own BM25 (--own-corpus)
+    shared: dict[str, Any] = {}  # a run's retrieval settings (as JSON) -> its retriever, built once
     try:
-        sets = {spec: load_source(spec, "test", cfg.data.max_examples) for spec in specs}
-        retrievers = (
-            {spec: BM25Retriever.build(passages_from_qa_file(spec)) for spec in specs}
-            if own_corpus
-            else dict.fromkeys(specs, retriever_for(cfg))
-        )
+        sets = {spec: load_source(spec, "test", policies[0][1].data.max_examples) for spec in specs}
+        if own_corpus:
+            own = {spec: BM25Retriever.build(passages_from_qa_file(spec)) for spec in specs}
+        for _, cfg, _, _ in policies:
+            key = cfg.retrieval.model_dump_json()
+            if not own_corpus and key not in shared:
+                shared[key] = retriever_for(cfg)
     except (DataError, CorpusError) as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -106,22 +113,15 @@ def eval_cmd(
         judge = LLMJudge(JudgeConfig(base_url=judge_url, model=judge_model, api_key_env=judge_key_env))
     tables = {}
     arms: dict[str, list[list[Any]]] = {}
-    for suffix, model in policies:
+    for suffix, cfg, model, tok in policies:
         for m in methods:
             label = m + suffix
             rows: list[Any] = []
             for spec, examples in sets.items():
+                retriever = own[spec] if own_corpus else shared[cfg.retrieval.model_dump_json()]
+                engine = build_rollout(cfg, HFGenerator(model, tok), retriever, tok)
                 with progress_bar(console, f"{label} {Path(spec).name}", len(examples)) as advance:
-                    got = evaluate(
-                        m,  # type: ignore[arg-type]
-                        examples,
-                        HFGenerator(model, tok),
-                        tok,
-                        retrievers[spec],
-                        PROTOCOLS[cfg.rollout.protocol],
-                        rollout_limits(cfg),
-                        progress=advance,
-                    )
+                    got = eval_run.evaluate(m, examples, engine, progress=advance)  # type: ignore[arg-type]
                 rows.extend(got)
             if judge is not None:
                 rows, failure = with_verdicts(rows, judge)
@@ -179,13 +179,13 @@ def ask(
     ``searchrl ask "..." retrieval.kind=http retrieval.url=http://127.0.0.1:8000/retrieve --checkpoint runs/demo``.
     """
     from searchrl.config import ConfigError
-    from searchrl.data.protocols import PROTOCOLS
     from searchrl.rollout.backend import SamplingParams
-    from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+    from searchrl.rollout.build import build_rollout
+    from searchrl.rollout.engine import RolloutRequest
     from searchrl.rollout.hf import HFGenerator
     from searchrl.rollout.prompts import prompt_ids
     from searchrl.rollout.trace import format_trace
-    from searchrl.trainer.loop import load_trained_policy, rollout_limits
+    from searchrl.trainer.loop import load_trained_policy
 
     try:
         cfg, policy, tok, step = load_trained_policy(checkpoint, overrides)
@@ -193,10 +193,9 @@ def ask(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     console = Console()  # the trace is the command's output: stdout
-    protocol = PROTOCOLS[cfg.rollout.protocol]
-    engine = RolloutEngine(HFGenerator(policy, tok), retriever_for(cfg), tok, protocol, rollout_limits(cfg))
+    engine = build_rollout(cfg, HFGenerator(policy, tok), retriever_for(cfg), tok)
     params = SamplingParams(temperature=cfg.rollout.temperature) if sample else SamplingParams(greedy=True)
-    (traj,) = engine.run([RolloutRequest("ask", 0, prompt_ids(tok, protocol, question))], params, seed=cfg.seed)
+    (traj,) = engine.run([RolloutRequest("ask", 0, prompt_ids(tok, engine.protocol, question))], params, seed=cfg.seed)
     console.print(f"[bold]{question}[/bold]  [dim](checkpoint step {step}, {cfg.retrieval.kind} retriever)[/dim]")
     console.print(format_trace(traj, tok, markup=True), highlight=False)
     console.print(f"[bold green]answer:[/bold green] {traj.answer if traj.answer is not None else '(none)'}")

@@ -77,22 +77,20 @@ def rollout_cmd(
     greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
 ) -> None:
     """Roll out the policy on data.eval questions and print readable traces (injected text marked)."""
-    from searchrl.data.protocols import PROTOCOLS
     from searchrl.data.sources import load_source
     from searchrl.models import load_policy
     from searchrl.rollout.backend import SamplingParams
-    from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+    from searchrl.rollout.build import build_rollout
+    from searchrl.rollout.engine import RolloutRequest
     from searchrl.rollout.hf import HFGenerator
     from searchrl.rollout.prompts import prompt_ids
     from searchrl.rollout.trace import format_trace
-    from searchrl.trainer.loop import rollout_limits
 
     cfg = resolve(config, overrides)
     examples = load_source(cfg.data.eval, "test", n)
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-    protocol = PROTOCOLS[cfg.rollout.protocol]
-    engine = RolloutEngine(HFGenerator(model, tok), retriever_for(cfg), tok, protocol, rollout_limits(cfg))
-    reqs = [RolloutRequest(ex.id, 0, prompt_ids(tok, protocol, ex.question)) for ex in examples]
+    engine = build_rollout(cfg, HFGenerator(model, tok), retriever_for(cfg), tok)
+    reqs = [RolloutRequest(ex.id, 0, prompt_ids(tok, engine.protocol, ex.question)) for ex in examples]
     params = SamplingParams(greedy=True) if greedy else SamplingParams(temperature=cfg.rollout.temperature)
     console = Console()
     for ex, traj in zip(examples, engine.run(reqs, params, seed=cfg.seed), strict=True):

@@ -40,9 +40,10 @@ from searchrl.data.protocols import PROTOCOLS
 from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
-from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+from searchrl.rollout.build import build_rollout
+from searchrl.rollout.engine import RolloutRequest
 from searchrl.rollout.prompts import prompt_ids
-from searchrl.trainer.stages import TrajectoryReward, named_reward, rollout_limits
+from searchrl.trainer.stages import TrajectoryReward, named_reward
 from searchrl.types import QAExample, Trajectory
 
 TRL_PIN = "1.16.0"  # the version whose rollout_func / env_mask contract this module was written against
@@ -154,9 +155,7 @@ class SearchRollout:
         model = trainer.accelerator.unwrap_model(trainer.model)
         was_training = model.training
         model.eval()
-        engine = RolloutEngine(
-            self.backend(trainer), self.retriever, self.tokenizer, self.protocol, rollout_limits(self.cfg)
-        )
+        engine = build_rollout(self.cfg, self.backend(trainer), self.retriever, self.tokenizer)
         rank = int(trainer.accelerator.process_index)
         seed = (self.cfg.seed * 1_000_003 + self.calls) * 1_009 + rank
         trajs = engine.run(reqs, params, seed=seed)

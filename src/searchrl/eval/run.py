@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +21,8 @@ import numpy as np
 from searchrl.data.protocols import TagProtocol, baseline_messages
 from searchrl.retrieval.base import Retriever
 from searchrl.rewards.normalize import METRICS, cover_exact_match, exact_match, f1_score
-from searchrl.rollout.backend import GeneratorBackend, SamplingParams
-from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
+from searchrl.rollout.backend import SamplingParams
+from searchrl.rollout.engine import RolloutEngine, RolloutRequest
 from searchrl.rollout.prompts import chat_ids, prompt_ids
 from searchrl.rollout.trace import text_spans
 from searchrl.types import QAExample, Trajectory
@@ -112,23 +112,21 @@ def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
 def evaluate(
     method: Method,
     examples: Sequence[QAExample],
-    backend: GeneratorBackend,
-    tokenizer: Any,
-    retriever: Retriever,
-    protocol: TagProtocol,
-    limits: RolloutLimits,
+    engine: RolloutEngine,
     *,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> list[EvalRow]:
-    """Greedy evaluation of ``method``; ``progress(n)`` is called after each batch of n examples."""
+    """Greedy evaluation of ``method`` with ``engine`` (its backend, retriever, tokenizer, protocol and
+    budgets: :func:`searchrl.rollout.build.build_rollout`); baselines get two turns and no search.
+    ``progress(n)`` is called after each batch of n examples."""
     if method != "agent":
-        limits = replace(limits, max_turns=2, max_searches=0, on_budget="force_answer")
-    engine = RolloutEngine(backend, retriever, tokenizer, protocol, limits)
+        engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
+    tokenizer = engine.tokenizer
     rows: list[EvalRow] = []
     for s in range(0, len(examples), batch_size):
         chunk = list(examples[s : s + batch_size])
-        prompts = build_prompts(method, chunk, tokenizer, protocol, retriever, limits.topk)
+        prompts = build_prompts(method, chunk, tokenizer, engine.protocol, engine.retriever, engine.limits.topk)
         reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
         trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
         rows.extend(score(ex, t, tokenizer) for ex, t in zip(chunk, trajs, strict=True))

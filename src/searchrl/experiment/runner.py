@@ -24,15 +24,15 @@ from typing import Any
 import yaml
 
 from searchrl.config import Config, apply_overrides, config_from_dict, save_config
-from searchrl.data.protocols import PROTOCOLS
 from searchrl.data.world import World, generate_world
 from searchrl.eval.run import evaluate, write_results
 from searchrl.experiment.spec import Arm, ExperimentSpec
 from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
 from searchrl.trainer.checkpoint import latest_checkpoint, load_weights
-from searchrl.trainer.loop import Trainer, load_trained_policy, rollout_limits
+from searchrl.trainer.loop import Trainer, load_trained_policy
 from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
@@ -168,16 +168,8 @@ class Experiment:
         t0 = time.perf_counter()
         cfg, policy, tok = self.policy_for(arm, seed, run_dir)
         t_train = time.perf_counter() - t0
-        rows = evaluate(
-            arm.method,
-            self.held_out,
-            HFGenerator(policy, tok),
-            tok,
-            self.retriever,
-            PROTOCOLS[cfg.rollout.protocol],
-            rollout_limits(cfg),
-            batch_size=16,
-        )
+        engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
+        rows = evaluate(arm.method, self.held_out, engine, batch_size=16)
         table = write_results(run_dir / "eval", "heldout", rows)
         timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}
         atomic_write_text(run_dir / "timing.json", json.dumps(timing))

@@ -26,6 +26,7 @@ from searchrl.types import Passage, Trajectory, Turn
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from searchrl.config import Config
     from searchrl.retrieval.base import Retriever
 
 
@@ -44,6 +45,20 @@ class RolloutLimits:
     def __post_init__(self) -> None:
         if min(self.max_turns, self.max_new_tokens, self.max_context, self.topk) < 1 or self.max_searches < 0:
             raise ValueError(f"invalid rollout limits: {self}")
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> RolloutLimits:
+        """The ``rollout`` section's budgets, with ``retrieval.topk`` passages per search."""
+        r = cfg.rollout
+        return cls(
+            max_turns=r.max_turns,
+            max_searches=r.max_searches,
+            max_new_tokens=r.max_new_tokens,
+            max_context=r.max_context,
+            topk=cfg.retrieval.topk,
+            answer_reserve=r.answer_reserve,
+            on_budget=r.on_budget,
+        )
 
 
 @dataclass
@@ -94,6 +109,16 @@ class RolloutEngine:
         self._info_tail = self._encode(tail)
         self._corrective = self._encode(protocol.corrective_message)
         self._force = self._encode(protocol.force_answer_prefix)
+
+    def with_limits(self, **changes: object) -> RolloutEngine:
+        """The same engine (backend, retriever, tokenizer, protocol) with some budgets changed."""
+        return type(self)(
+            self.backend,
+            self.retriever,
+            self.tokenizer,
+            self.protocol,
+            replace(self.limits, **changes),  # type: ignore[arg-type]
+        )
 
     def _decode(self, ids: Sequence[int], skip_special: bool) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=skip_special))

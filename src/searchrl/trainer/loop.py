@@ -35,9 +35,9 @@ from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
-from searchrl.rollout.async_engine import AsyncRolloutEngine
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
-from searchrl.rollout.engine import RolloutEngine, RolloutRequest
+from searchrl.rollout.build import build_rollout
+from searchrl.rollout.engine import RolloutRequest
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.rollout.trace import text_spans
@@ -58,14 +58,13 @@ from searchrl.trainer.stages import (
     TrajectoryReward,
     advantages,
     named_reward,
-    rollout_limits,
     rollout_metrics,
     seed_everything,
 )
 from searchrl.trainer.update import PolicyUpdate
 from searchrl.types import QAExample, Trajectory
 
-__all__ = ["Scored", "Trainer", "TrajectoryReward", "load_trained_policy", "named_reward", "rollout_limits"]
+__all__ = ["Scored", "Trainer", "TrajectoryReward", "load_trained_policy", "named_reward"]
 
 
 class Trainer:
@@ -117,10 +116,7 @@ class Trainer:
             t, self.policy, self.optimizer, self.critic, self.critic_opt, kl_in_loss=t.kl_coef > 0, dist=self.dist
         )
         self.protocol: TagProtocol = protocol
-        backend = backend or HFGenerator(self.policy, tokenizer)
-        asynchronous = callable(getattr(backend, "generate_one", None))  # samples advance independently
-        engine_cls = AsyncRolloutEngine if asynchronous else RolloutEngine
-        self.engine = engine_cls(backend, retriever, tokenizer, protocol, rollout_limits(cfg))
+        self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
         self.state = TrainState()
         self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
         self.order = list(range(len(self.examples)))

@@ -1,7 +1,6 @@
 """What the named stages of an RL step compute, outside the Trainer's object wiring.
 
-``named_reward`` and ``rollout_limits`` turn config fields into the callables and limits the stages
-use; ``advantages`` applies the configured estimator; ``rollout_metrics`` summarises a step's
+``named_reward`` turns the config's reward name into the callable the stages use; ``advantages`` applies the configured estimator; ``rollout_metrics`` summarises a step's
 trajectories. All of them take plain values and return plain values: the Trainer owns the models.
 """
 
@@ -15,10 +14,9 @@ import numpy as np
 import torch
 
 from searchrl.algorithms.registry import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS
-from searchrl.config import Config, TrainConfig
+from searchrl.config import TrainConfig
 from searchrl.data.protocols import TagProtocol
 from searchrl.rewards.outcome import REWARD_FUNCTIONS, reward_input
-from searchrl.rollout.engine import RolloutLimits
 from searchrl.trainer.batch import RolloutBatch
 from searchrl.types import Trajectory
 
@@ -38,19 +36,6 @@ def named_reward(name: str, protocol: TagProtocol) -> TrajectoryReward:
     """The config's reward: a function of the trajectory's RewardInput (see searchrl.rewards.outcome)."""
     fn = REWARD_FUNCTIONS[name]
     return lambda traj, golds: fn(reward_input(traj, golds, protocol))
-
-
-def rollout_limits(cfg: Config) -> RolloutLimits:
-    r = cfg.rollout
-    return RolloutLimits(
-        max_turns=r.max_turns,
-        max_searches=r.max_searches,
-        max_new_tokens=r.max_new_tokens,
-        max_context=r.max_context,
-        topk=cfg.retrieval.topk,
-        answer_reserve=r.answer_reserve,
-        on_budget=r.on_budget,
-    )
 
 
 def seed_everything(seed: int) -> None:
