@@ -97,3 +97,19 @@ def test_split_is_stable_and_mix_is_weighted(raw_data: Path) -> None:
     assert len(m) == 150 + 50 and m == mix({"multi": nq, "hotpotqa": hp}, {"multi": 3, "hotpotqa": 1}, 200, seed=1)
     with pytest.raises(ValueError, match="sum to 1"):
         split(nq, 0, {"train": 0.5})
+
+
+def test_world_questions_file_keeps_its_question_types(tmp_path: Path) -> None:
+    """A `searchrl data world` questions file carries its type in a nested metadata object; a plain file
+    may carry it at the top level. Both are grouped per type, not as one dataset."""
+    from searchrl.data.world import default_world, save_world
+    from searchrl.eval.run import group_of
+
+    world = default_world()
+    folder = save_world(world, tmp_path / "w")
+    loaded = load_qa(folder / "questions_test.jsonl").examples
+    assert [e.metadata.get("type") for e in loaded] == [e.metadata["type"] for e in world.questions["test"]]
+    assert {group_of(e) for e in loaded} >= {"1hop", "2hop"}
+    plain = tmp_path / "typed.jsonl"
+    plain.write_text('{"question": "q1", "golden_answers": ["a"], "type": "bridge"}\n')
+    assert group_of(load_qa(plain).examples[0]) == "bridge"

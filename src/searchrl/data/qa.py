@@ -124,6 +124,18 @@ def _musique(rec: Any) -> tuple[str, tuple[str, ...], Any, dict[str, Any]]:
     return _need(rec, "question", str), golds, rec.get("id"), {"supporting_titles": titles}
 
 
+def _carried(rec: Any) -> dict[str, Any]:
+    """What a record of any format carries beyond the question: its nested ``metadata`` object (FlashRAG,
+    ``searchrl data world``) and a top-level ``type`` (the question type results are grouped by)."""
+    if not isinstance(rec, dict):
+        return {}
+    nested = rec.get("metadata")
+    carried = {k: v for k, v in nested.items() if v is not None} if isinstance(nested, dict) else {}
+    if isinstance(rec.get("type"), str) and rec["type"]:
+        carried.setdefault("type", rec["type"])
+    return carried
+
+
 def _plain(rec: Any) -> tuple[str, tuple[str, ...], Any, dict[str, Any]]:
     return _need(rec, "question", str), _answers([_need(rec, "answer", str)], "answer"), rec.get("id"), {}
 
@@ -178,6 +190,7 @@ def load_qa(
                 skipped += 1
                 continue
             raise DataError(f"{path}: record {n}: {exc.args[0] if exc.args else exc}") from None
+        meta = {**_carried(rec), **{k: v for k, v in meta.items() if v is not None}}
         name = dataset or meta.get("data_source") or path.stem
         nid = native if native not in (None, "") else n - 1
         examples.append(
