@@ -9,6 +9,7 @@ a frozen copy.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +25,11 @@ def add_lora(model: Any, r: int, alpha: int, seed: int) -> Any:
     """Wrap ``model`` with a LoRA adapter on every linear layer of the blocks (peft)."""
     from peft import LoraConfig, get_peft_model
 
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), warnings.catch_warnings():
         torch.manual_seed(seed)
+        # peft reads transformers' deprecated `is_gradient_checkpointing` alias (FutureWarning on every
+        # wrap); the value it reads is the same as `is_activation_checkpointing`, so only this call is quieted
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=LORA_TARGETS))
 
 
