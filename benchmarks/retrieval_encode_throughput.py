@@ -1,7 +1,7 @@
 """Encoding throughput of the offline encoder (all-MiniLM-L6-v2) on this CPU: passages per second.
 
 Encodes ``--n`` real wiki-18 passages (title and text, the FlashRAG sample in ``../shared/data/raw``)
-with :func:`searchrl.retrieval.dense.encode` (batches of 64, longest first) after a warm-up batch, on
+with :func:`searchrl.retrieval.dense.encoder.encode` (batches of 64, longest first) after a warm-up batch, on
 the CPU with torch's default thread count. Usage: python benchmarks/retrieval_encode_throughput.py
 """
 
@@ -15,7 +15,7 @@ import torch
 
 from retrieval_scale_common import RAW
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.dense import DEFAULT_ENCODER, encode, load_encoder
+from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER, encode, load_encoder
 
 
 def main() -> None:

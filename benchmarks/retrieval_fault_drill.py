@@ -36,8 +36,8 @@ def main() -> None:
     from searchrl.data.sources import load_source
     from searchrl.data.world import default_world
     from searchrl.models import load_tokenizer, tiny_model
-    from searchrl.retrieval.build import build_index
-    from searchrl.retrieval.index import retriever_from_config
+    from searchrl.retrieval.factory import retriever_from_config
+    from searchrl.retrieval.ondisk.build import build_index
     from searchrl.rollout.scripted import ScriptedBackend
     from searchrl.trainer.loop import Trainer
     from searchrl.trainer.metrics import read_metrics

@@ -119,7 +119,7 @@ def generate(out: Path, n: int, seed: int) -> None:
 
 
 def build(corpus: Path, out: Path) -> None:
-    from searchrl.retrieval.build import build_index_from_file
+    from searchrl.retrieval.ondisk.build import build_index_from_file
 
     start = time.perf_counter()
     build_index_from_file(corpus, out, "bm25", progress=False)

@@ -10,13 +10,13 @@ over the shards, by brute force in blocks.
 
 Steps (fresh processes, so each peak RSS is its own; files under ``/tmp/searchrl_scale``):
 
-* ``generate`` — shards in :mod:`searchrl.retrieval.encoding`'s layout, the queries, the exact top-10.
-* ``build --factory F`` — :func:`searchrl.retrieval.faiss_index.build_from_shards` (trained on a 200k
+* ``generate`` — shards in :mod:`searchrl.retrieval.dense.shards`'s layout, the queries, the exact top-10.
+* ``build --factory F`` — :func:`searchrl.retrieval.dense.faiss_index.build_from_shards` (trained on a 200k
   sample), written to ``dense_<F>/faiss.index``; time, peak RSS, file size.
 * ``search --factory F --nprobe P [--refine R]`` — the index read memory-mapped, recall@10 against exact
   search and queries/s (one thread, batches of 8), and the process's RSS: what a server holds for the
   index. ``--refine R`` re-ranks R x 10 candidates exactly from ``vectors.npy`` (written once from the
-  shards) read row by row with ``pread`` (:mod:`searchrl.retrieval.rerank`).
+  shards) read row by row with ``pread`` (:mod:`searchrl.retrieval.dense.exact_rescore`).
 * ``serve --factory F`` — the index put in an index folder with the 2M-passage store of the BM25
   benchmark (run that first) and served by ``searchrl serve`` (the offline MiniLM encodes each text
   query); queries/s over HTTP and the server's RSS.
@@ -39,8 +39,8 @@ DIM = 384
 
 
 def generate(scratch: Path, n: int, seed: int, shard: int = 100_000) -> None:
-    from searchrl.retrieval.encoding import shard_path
-    from searchrl.retrieval.faiss_index import exact_topk
+    from searchrl.retrieval.dense.faiss_index import exact_topk
+    from searchrl.retrieval.dense.shards import shard_path
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((2000, DIM)).astype(np.float32)
@@ -72,7 +72,7 @@ def _name(factory: str) -> str:
 def build(scratch: Path, factory: str) -> None:
     import faiss
 
-    from searchrl.retrieval.faiss_index import build_from_shards
+    from searchrl.retrieval.dense.faiss_index import build_from_shards
 
     shards = sorted((scratch / "vectors").glob("shard_*.npy"))
     start = time.perf_counter()
@@ -90,8 +90,8 @@ def build(scratch: Path, factory: str) -> None:
 def search(scratch: Path, factory: str, nprobe: int, refine: int) -> None:
     """Recall@10 vs exact, queries/s and the index's resident memory; ``refine`` > 0 re-ranks
     ``refine x 10`` candidates exactly from ``vectors.npy`` on disk (read by row, not mapped)."""
-    from searchrl.retrieval.faiss_index import read_index, set_search_params
-    from searchrl.retrieval.rerank import DiskVectors, refined_search, write_vectors
+    from searchrl.retrieval.dense.exact_rescore import DiskVectors, refined_search, write_vectors
+    from searchrl.retrieval.dense.faiss_index import read_index, set_search_params
 
     vectors = None
     if refine > 0:
@@ -123,10 +123,11 @@ def search(scratch: Path, factory: str, nprobe: int, refine: int) -> None:
 def serve(scratch: Path, factory: str, nprobe: int, n_queries: int, refine: int) -> None:
     """An index folder (this faiss index + the BM25 benchmark's store) served by ``searchrl serve``."""
     from retrieval_scale_bm25 import sample_queries
-    from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever
-    from searchrl.retrieval.faiss_index import read_index
-    from searchrl.retrieval.index import MANIFEST, MANIFEST_VERSION
-    from searchrl.retrieval.store import STORE_FILE, PassageStore
+    from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER
+    from searchrl.retrieval.dense.faiss_index import read_index
+    from searchrl.retrieval.dense.retriever import DenseRetriever
+    from searchrl.retrieval.ondisk.index import MANIFEST, MANIFEST_VERSION
+    from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore
 
     folder = scratch / (_name(factory) + "_served")
     folder.mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 from searchrl.retrieval.base import RetrievalError, Retriever
 from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize, tokenize_ids
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.store import STORE_FILE, PassageStore, write_store
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, write_store
 from searchrl.types import Passage
 
 

@@ -11,17 +11,16 @@ import pytest
 
 from searchrl.retrieval.base import RetrievalError, Retriever
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.dense import (
+from searchrl.retrieval.dense.encoder import (
     BGE_QUERY_INSTRUCTION,
     DEFAULT_ENCODER,
-    META_FILE,
-    DenseRetriever,
     encode,
     encoder_prefixes,
     load_encoder,
     resolve_encoder,
 )
-from searchrl.retrieval.store import STORE_FILE, PassageStore
+from searchrl.retrieval.dense.retriever import META_FILE, DenseRetriever
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore
 from searchrl.types import Passage
 
 

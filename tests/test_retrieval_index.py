@@ -10,20 +10,21 @@ import pytest
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
-from searchrl.retrieval.build import build_index
 from searchrl.retrieval.client import HTTPRetriever
 from searchrl.retrieval.corpus import load_corpus, write_corpus_jsonl
-from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever
-from searchrl.retrieval.index import (
+from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER
+from searchrl.retrieval.dense.retriever import DenseRetriever
+from searchrl.retrieval.factory import retriever_from_config
+from searchrl.retrieval.ondisk.build import build_index
+from searchrl.retrieval.ondisk.index import (
     MANIFEST_VERSION,
     IndexMismatch,
     InvalidIndex,
     load_index,
     passages_fingerprint,
     read_manifest,
-    retriever_from_config,
 )
-from searchrl.retrieval.store import STORE_FILE, write_store
+from searchrl.retrieval.ondisk.store import STORE_FILE, write_store
 from searchrl.retrieval.web import WebSearchRetriever
 from searchrl.types import Passage
 from searchrl.utils import file_fingerprint

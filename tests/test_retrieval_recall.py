@@ -17,7 +17,7 @@ import pytest
 
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.dense import DenseRetriever, build_faiss
+from searchrl.retrieval.dense.retriever import DenseRetriever, build_faiss
 from searchrl.retrieval.metrics import recall_at_k, title_recall
 from searchrl.types import Passage
 

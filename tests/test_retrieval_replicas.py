@@ -19,7 +19,7 @@ from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.retrieval.client import HTTPRetriever
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.index import retriever_from_config
+from searchrl.retrieval.factory import retriever_from_config
 from searchrl.retrieval.server import serve_in_thread
 from searchrl.types import Passage
 
@@ -114,7 +114,7 @@ def _children(pid: int) -> list[int]:
 
 def test_serve_runs_several_worker_processes(raw_data: Path, tmp_path: Path) -> None:
     """`searchrl serve serve.workers=2`: two processes answer on one port, each loading the index folder."""
-    from searchrl.retrieval.build import build_index
+    from searchrl.retrieval.ondisk.build import build_index
 
     passages = load_corpus(raw_data / "wikipedia/RUC-NLPIR__FlashRAG/sample_data.jsonl")[:200]
     folder = build_index(passages, tmp_path / "idx", "bm25", progress=False)

@@ -13,15 +13,16 @@ import pytest
 
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
-from searchrl.retrieval.build import DenseBuild, build_index
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.dense import DEFAULT_ENCODER, DenseRetriever, encode, load_encoder
-from searchrl.retrieval.encoding import encode_store, shard_path
+from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER, encode, load_encoder
+from searchrl.retrieval.dense.exact_rescore import VECTORS_FILE
+from searchrl.retrieval.dense.retriever import DenseRetriever
+from searchrl.retrieval.dense.shards import encode_store, shard_path
 from searchrl.retrieval.hybrid import HybridRetriever, rrf_fuse
-from searchrl.retrieval.importer import import_index
-from searchrl.retrieval.index import InvalidIndex, load_index, read_manifest
-from searchrl.retrieval.rerank import VECTORS_FILE
-from searchrl.retrieval.store import PassageStore, write_store
+from searchrl.retrieval.ondisk.build import DenseBuild, build_index
+from searchrl.retrieval.ondisk.importer import import_index
+from searchrl.retrieval.ondisk.index import InvalidIndex, load_index, read_manifest
+from searchrl.retrieval.ondisk.store import PassageStore, write_store
 from searchrl.types import Passage
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from searchrl.retrieval.corpus import CorpusError, iter_corpus, load_corpus
-from searchrl.retrieval.index import passages_fingerprint
-from searchrl.retrieval.store import PassageStore, StoreError, fetch, write_store
+from searchrl.retrieval.ondisk.index import passages_fingerprint
+from searchrl.retrieval.ondisk.store import PassageStore, StoreError, fetch, write_store
 from searchrl.types import Passage
 
 CORPORA = [

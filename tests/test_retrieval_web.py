@@ -12,7 +12,7 @@ import pytest
 
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import RetrievalError, Retriever
-from searchrl.retrieval.index import retriever_from_config
+from searchrl.retrieval.factory import retriever_from_config
 from searchrl.retrieval.web import WebSearchRetriever, parse_organic
 
 KEY = "serper-test-key-0123456789"

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes, the cache folder, file fingerprints."""
+"""Small shared helpers: atomic file writes, the cache folder, file fingerprints, a progress bar."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,3 +67,24 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextmanager
+def progress_bar(enabled: bool, what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``: moves a rich progress bar by ``n`` items, or does nothing when disabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -37,7 +37,7 @@ def resolve(config: Path | None, overrides: list[str] | None) -> Config:
 
 def retriever_for(cfg: Config):  # type: ignore[no-untyped-def]
     """The configured retriever; with no index or corpus given, BM25 over the default world."""
-    from searchrl.retrieval.index import retriever_from_config
+    from searchrl.retrieval.factory import retriever_from_config
 
     r = cfg.retrieval
     if r.kind in ("bm25", "dense") and not r.index_dir and not r.corpus:

@@ -15,7 +15,7 @@ index_app = typer.Typer(no_args_is_help=True, help="Build, import and inspect re
 
 def dense_build(r: RetrievalConfig):  # type: ignore[no-untyped-def]
     """The dense build settings of a retrieval config."""
-    from searchrl.retrieval.build import DenseBuild
+    from searchrl.retrieval.ondisk.build import DenseBuild
 
     return DenseBuild(
         encoder=r.encoder, faiss=r.faiss, hnsw_m=r.hnsw_m, nprobe=r.nprobe, ef_search=r.ef_search,
@@ -34,9 +34,9 @@ def index_build(
     """Build a BM25, dense or hybrid index (retrieval.kind) over a corpus; resumes an interrupted build."""
     import json
 
-    from searchrl.retrieval.build import build_index_from_file
     from searchrl.retrieval.corpus import CorpusError
-    from searchrl.retrieval.index import read_manifest
+    from searchrl.retrieval.ondisk.build import build_index_from_file
+    from searchrl.retrieval.ondisk.index import read_manifest
 
     cfg = resolve(config, overrides)
     kind = cfg.retrieval.kind
@@ -66,8 +66,8 @@ def index_import(
 ) -> None:
     """Serve a prebuilt faiss index without re-encoding (retrieval.encoder must be its encoder)."""
     from searchrl.retrieval.corpus import CorpusError
-    from searchrl.retrieval.importer import import_index
-    from searchrl.retrieval.store import StoreError
+    from searchrl.retrieval.ondisk.importer import import_index
+    from searchrl.retrieval.ondisk.store import StoreError
 
     cfg = resolve(config, overrides)
     r = cfg.retrieval
@@ -84,7 +84,7 @@ def serve(config: ConfigOpt = None, overrides: Overrides = None) -> None:
     serve.workers > 1 runs that many processes on one port, each with the index memory-mapped."""
     import os
 
-    from searchrl.retrieval.index import retriever_from_config
+    from searchrl.retrieval.factory import retriever_from_config
     from searchrl.retrieval.server import run_server
     from searchrl.retrieval.workers import run_workers
 

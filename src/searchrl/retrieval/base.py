@@ -17,7 +17,7 @@ class Retriever(Protocol):
     """Anything that answers a batch of queries with ranked passages.
 
     Implementations: :class:`~searchrl.retrieval.bm25.BM25Retriever`,
-    :class:`~searchrl.retrieval.dense.DenseRetriever`, the HTTP client and the web-search adapter.
+    :class:`~searchrl.retrieval.dense.retriever.DenseRetriever`, the HTTP client and the web-search adapter.
     A failure to answer raises :class:`RetrievalError`.
     """
 

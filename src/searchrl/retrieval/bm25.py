@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.store import STORE_FILE, PassageStore, fetch, write_store
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, fetch, write_store
 from searchrl.types import Passage
 
 META_FILE = "searchrl_bm25.json"

@@ -320,7 +320,7 @@ def _parse(path: str | Path, fmt: str, allowed: Iterable[str]) -> list[Passage]:
 def iter_corpus(path: str | Path, fmt: str = "auto") -> Iterator[Passage]:
     """The passages of ``path`` in file order, parsed one at a time and not deduplicated (jsonl and tsv
     are read line by line; a JSON document is parsed whole). Format errors are raised when reached;
-    :func:`searchrl.retrieval.store.write_store` deduplicates the stream on disk."""
+    :func:`searchrl.retrieval.ondisk.store.write_store` deduplicates the stream on disk."""
     return _stream(path, fmt, PARSERS)
 
 

@@ -25,7 +25,7 @@ CONFIG_ENV = "SEARCHRL_SERVE_CONFIG"
 
 def worker_app() -> FastAPI:
     """The app of one worker process: the retriever of the config in ``$SEARCHRL_SERVE_CONFIG``."""
-    from searchrl.retrieval.index import retriever_from_config
+    from searchrl.retrieval.factory import retriever_from_config
     from searchrl.retrieval.server import create_app
 
     text = os.environ.get(CONFIG_ENV)

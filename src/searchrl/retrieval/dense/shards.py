@@ -1,7 +1,7 @@
 """Sharded, resumable passage encoding: a corpus of millions of passages encoded shard by shard to disk.
 
 Shard ``i`` holds the unit-norm float32 embeddings of rows ``[i * shard_size, (i + 1) * shard_size)``
-of a :class:`~searchrl.retrieval.store.PassageStore` as ``shard_<i>.npy`` in a work folder. Each shard
+of a :class:`~searchrl.retrieval.ondisk.store.PassageStore` as ``shard_<i>.npy`` in a work folder. Each shard
 is written under a temporary name and renamed when complete, so after an interruption (Ctrl-C, a lost
 machine) encoding starts again at the first missing shard; a shard whose shape does not fit (another
 corpus or encoder) is an error, not silently reused. A rich progress bar counts passages (resumed
@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.store import PassageStore
+from searchrl.retrieval.dense.encoder import embedding_dim, encode
+from searchrl.retrieval.ondisk.store import PassageStore
+from searchrl.utils import progress_bar
 
 
 def shard_path(work: Path, i: int) -> Path:
@@ -53,8 +55,6 @@ def encode_store(
 
     Shards already complete in ``work`` are kept (resume).
     """
-    from searchrl.retrieval.dense import _progress_bar, embedding_dim, encode
-
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     work = Path(work)
@@ -62,7 +62,7 @@ def encode_store(
     dim = embedding_dim(model)
     n = len(store)
     paths = []
-    with _progress_bar(progress, "encoding passages", n) as advance:
+    with progress_bar(progress, "encoding passages", n) as advance:
         for i, start in enumerate(range(0, n, shard_size)):
             path = shard_path(work, i)
             rows = min(shard_size, n - start)

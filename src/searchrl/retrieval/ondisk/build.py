@@ -3,9 +3,9 @@
 Steps, each bounded in memory: (1) the corpus is read as a stream (:func:`~searchrl.retrieval.corpus.iter_corpus`)
 and written once to ``passages.sqlite``, deduplicated on disk; (2) BM25 is built over the store's
 batches (:mod:`~searchrl.retrieval.bm25_stream`); (3) dense: the store is encoded in shards
-(:mod:`~searchrl.retrieval.encoding`), the faiss index is trained on a sample and filled shard by shard
-(:mod:`~searchrl.retrieval.faiss_index`), and its recall@k against exact search on a sample of corpus
-vectors is recorded in the manifest. ``hybrid`` builds both into one folder over one store.
+(:mod:`~searchrl.retrieval.dense.shards`), the faiss index is trained on a sample and filled shard by
+shard (:mod:`~searchrl.retrieval.dense.faiss_index`), and its recall@k against exact search on a sample
+of corpus vectors is recorded in the manifest. ``hybrid`` builds both into one folder over one store.
 
 Work in progress lives in a work folder beside the output (``.<name>.work``): the store and the
 embedding shards. An interrupted build run again with the same corpus and settings reuses the store
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from searchrl.retrieval.corpus import iter_corpus
-from searchrl.retrieval.dense import DEFAULT_ENCODER
-from searchrl.retrieval.index import MANIFEST, MANIFEST_VERSION, IndexKind, library_versions
-from searchrl.retrieval.store import STORE_FILE, PassageStore, StoreInfo, write_store
+from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER
+from searchrl.retrieval.ondisk.index import MANIFEST, MANIFEST_VERSION, IndexKind, library_versions
+from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, StoreInfo, write_store
 from searchrl.types import Passage
-from searchrl.utils import atomic_dir, atomic_write_text, file_fingerprint
+from searchrl.utils import atomic_dir, atomic_write_text, file_fingerprint, progress_bar
 
 KINDS: tuple[IndexKind, ...] = ("bm25", "dense", "hybrid")
 
@@ -61,13 +61,11 @@ def _work_dir(out_dir: Path) -> Path:
 
 def _ingest(work: Path, passages: Callable[[], Iterable[Passage]], dedupe: bool, key: str, progress: bool) -> Path:
     """The store in ``work``, written from ``passages()`` unless a complete one for ``key`` is there."""
-    from searchrl.retrieval.dense import _progress_bar
-
     store, stamp = work / STORE_FILE, work / "store.json"
     if store.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
         return store  # resumed
     work.mkdir(parents=True, exist_ok=True)
-    with _progress_bar(progress, "ingesting passages", 0) as advance:
+    with progress_bar(progress, "ingesting passages", 0) as advance:
         info: StoreInfo = write_store(passages(), store, dedupe=dedupe, progress=advance)
     stamp.write_text(json.dumps({"key": key, "n_passages": info.n_passages, "dropped": info.n_dropped}))
     return store
@@ -75,9 +73,8 @@ def _ingest(work: Path, passages: Callable[[], Iterable[Passage]], dedupe: bool,
 
 def _build_bm25(store: PassageStore, tmp: Path, progress: bool) -> dict[str, Any]:
     from searchrl.retrieval.bm25 import BM25Retriever
-    from searchrl.retrieval.dense import _progress_bar
 
-    with _progress_bar(progress, "BM25 over passages", len(store)) as advance:
+    with progress_bar(progress, "BM25 over passages", len(store)) as advance:
         info = BM25Retriever.build_folder(store, tmp, progress=advance)
     return {"params": info["params"], "bm25": {"n_vocab": info["n_vocab"], "nnz": info["nnz"]}}
 
@@ -85,10 +82,11 @@ def _build_bm25(store: PassageStore, tmp: Path, progress: bool) -> dict[str, Any
 def _build_dense(store: PassageStore, tmp: Path, work: Path, spec: DenseBuild, progress: bool) -> dict[str, Any]:
     import faiss
 
-    from searchrl.retrieval.dense import DenseRetriever, embedding_dim, encoder_prefixes, load_encoder
-    from searchrl.retrieval.encoding import encode_store, sample_rows
-    from searchrl.retrieval.faiss_index import build_from_shards, new_index, recall_vs_exact, set_search_params
-    from searchrl.retrieval.rerank import VECTORS_FILE, DiskVectors, write_vectors
+    from searchrl.retrieval.dense.encoder import embedding_dim, encoder_prefixes, load_encoder
+    from searchrl.retrieval.dense.exact_rescore import VECTORS_FILE, DiskVectors, write_vectors
+    from searchrl.retrieval.dense.faiss_index import build_from_shards, new_index, recall_vs_exact, set_search_params
+    from searchrl.retrieval.dense.retriever import DenseRetriever
+    from searchrl.retrieval.dense.shards import encode_store, sample_rows
 
     model = load_encoder(spec.encoder, spec.device)
     new_index(embedding_dim(model), spec.faiss, spec.hnsw_m)  # a bad factory string fails before encoding

@@ -1,4 +1,4 @@
-"""Exact re-ranking of a compressed index's candidates from float32 vectors kept on disk, not in memory.
+"""Exact rescoring of a compressed index's candidates from float32 vectors kept on disk, not in memory.
 
 A product-quantized index (``IVF1024,PQ48``: 48 B per 384-d vector instead of 1,536) is small enough
 to serve 21M passages from RAM, but its approximate scores reorder close neighbours: on clustered
@@ -8,6 +8,8 @@ memory, which is the cost compression was meant to remove. Here the vectors stay
 in the index folder (``vectors.npy``) and the candidates' rows are read with ``os.pread``: a query
 reads ``refine x k`` rows (100 x 1.5 KB for refine 10, k 10), through the kernel's page cache, and the
 server's resident memory does not grow with the corpus. The file costs disk (N x D x 4 B), not RAM.
+This is not a reranker model: it recomputes the inner products the index approximated, nothing more
+(the ``retrieval.refine`` setting; faiss calls the in-memory version of this step ``IndexRefine``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from searchrl.retrieval.base import RetrievalError
-from searchrl.retrieval.encoding import iter_shards
+from searchrl.retrieval.dense.shards import iter_shards
 
 VECTORS_FILE = "vectors.npy"
 

@@ -48,7 +48,7 @@ class StoreError(ValueError):
 @dataclass(frozen=True)
 class StoreInfo:
     """What writing a store produced: the passage count and the sha256 over its passages in row order
-    (the same digest as :func:`searchrl.retrieval.index.passages_fingerprint`)."""
+    (the same digest as :func:`searchrl.retrieval.ondisk.index.passages_fingerprint`)."""
 
     n_passages: int
     fingerprint: str
