@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
+from helpers.rollout import CORPUS, KeywordRetriever
 from searchrl.config import load_config
 from searchrl.models import load_tokenizer, tiny_model
 from searchrl.rollout.backend import Completion, SamplingParams
 from searchrl.rollout.scripted import ScriptedBackend
 from searchrl.types import QAExample
-from test_rollout_engine import CORPUS, KeywordRetriever
 
 EXAMPLES = [
     QAExample("toy/0", "Who founded the Quillon Company?", ("Ilse Marrow",), "toy"),

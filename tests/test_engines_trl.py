@@ -104,9 +104,9 @@ def test_config_maps_onto_grpo_config_and_rejects_what_trl_cannot_do(tmp_path: P
 
 
 def test_rollout_fields_cut_after_the_prompt_and_honour_the_ablation(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from helpers.rollout import make_engine, prompt_ids
     from searchrl.rollout.backend import SamplingParams
     from searchrl.rollout.engine import RolloutRequest
-    from test_rollout_engine import make_engine, prompt_ids
 
     engine, _, _ = make_engine(smol_tokenizer, SCRIPTS[:1])
     traj = engine.run([RolloutRequest("a", 0, prompt_ids(smol_tokenizer, "q"))], SamplingParams(greedy=True), 0)[0]
@@ -122,9 +122,9 @@ def test_two_grpo_steps_through_our_rollout(smol_tokenizer, tiny_model_dir: Path
     """HF sampling with a tiny random model: it writes invalid actions, so corrective messages are injected."""
     from transformers import AutoModelForCausalLM
 
+    from helpers.rollout import CORPUS, KeywordRetriever
+    from helpers.training import low_half_reward
     from searchrl.engines.trl import train_with_trl
-    from test_rollout_engine import CORPUS, KeywordRetriever
-    from test_trainer_learning import low_half_reward
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -156,8 +156,8 @@ def test_two_grpo_steps_through_our_rollout(smol_tokenizer, tiny_model_dir: Path
 
 def _hidden_grads(smol_tokenizer, cfg):  # type: ignore[no-untyped-def]
     """(|d loss / d final hidden| per completion token [B, C], TRL's tool_mask, completion_mask) of one batch."""
+    from helpers.rollout import CORPUS, KeywordRetriever
     from searchrl.models import tiny_model
-    from test_rollout_engine import CORPUS, KeywordRetriever
 
     model = tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0)
     backend = lambda t: ScriptedBackend(smol_tokenizer, SCRIPTS)  # noqa: E731

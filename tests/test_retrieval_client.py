@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ import pytest
 
 from http_stub import send_json
 from searchrl.config import RetrievalConfig, ServeConfig
+from searchrl.retrieval import client as http_client
 from searchrl.retrieval.base import RetrievalError, Retriever
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.retrieval.client import HTTPRetriever, with_retries
-from searchrl.retrieval.index import retriever_from_config
+from searchrl.retrieval.factory import retriever_from_config
 from searchrl.retrieval.server import serve_in_thread
 from searchrl.types import Passage
 
@@ -58,6 +60,28 @@ class CountingRetriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         self.batches.append(len(queries))
         return self.inner.search(queries, k)
+
+
+def record_backoffs(monkeypatch: pytest.MonkeyPatch, then: Callable[[float], None] = lambda _: None) -> list[float]:
+    """The backoff delays HTTPRetriever asks for between attempts, recorded; ``then`` runs on each
+    (by default nothing: no test waits out a backoff it only checks).
+
+    HTTPRetriever has no ``sleep`` argument of its own; its requests run through the client module's
+    ``with_retries``, whose ``sleep`` is injectable.
+    """
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        then(seconds)
+
+    monkeypatch.setattr(http_client, "with_retries", functools.partial(with_retries, sleep=sleep))
+    return delays
+
+
+@pytest.fixture
+def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    return record_backoffs(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +126,11 @@ def test_large_requests_are_split_to_fit_the_server(url: str, bm25: BM25Retrieve
     assert max(counting.batches) <= 16 and sum(counting.batches) == 50
 
 
-def test_wrong_token_fails_at_once_without_leaking_it(url: str) -> None:
+def test_wrong_token_fails_at_once_without_leaking_it(url: str, backoffs: list[float]) -> None:
     client = HTTPRetriever(url, token="not-the-token", retries=5, backoff_s=2.0)
-    start = time.monotonic()
     with pytest.raises(RetrievalError, match="HTTP 401: invalid bearer token") as info:
         client.search(["lake"], 1)
-    assert time.monotonic() - start < 1.5  # a 4xx is not retried
+    assert backoffs == []  # a 4xx is not retried: no backoff, so no second attempt
     assert "not-the-token" not in str(info.value) and "not-the-token" not in repr(client)
     client.close()
 
@@ -122,11 +145,15 @@ def test_k_below_one_is_refused_locally(url: str) -> None:
 
 
 class Stub:
-    """A loopback HTTP server answering from a script of (status, body, headers, delay_s)."""
+    """A loopback HTTP server answering from a script of (status, body, headers, delay_s).
+
+    A reply is held ``delay_s`` seconds; one still held when the stub closes is dropped.
+    """
 
     def __init__(self, script: list[tuple[int, Any, dict[str, str], float]]) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
+        self.closing = threading.Event()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -134,7 +161,8 @@ class Stub:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"body": body, "headers": dict(self.headers)})
                 status, payload, headers, delay = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
-                time.sleep(delay)
+                if stub.closing.wait(delay):
+                    return  # nobody waits for a reply held until the stub closed
                 send_json(self, status, payload, headers)
 
             def log_message(self, *args: Any) -> None:
@@ -145,6 +173,7 @@ class Stub:
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -181,11 +210,10 @@ def test_5xx_is_retried_until_success(stub: Stub) -> None:
 @pytest.mark.parametrize(
     "stub", [plan((429, {"error": "slow down"}, {"Retry-After": "0.2"}), (200, r1_result([[DOC]])))], indirect=True
 )
-def test_429_is_retried_after_the_servers_delay(stub: Stub) -> None:
-    start = time.monotonic()
+def test_429_is_retried_after_the_servers_delay(stub: Stub, backoffs: list[float]) -> None:
     with HTTPRetriever(stub.url, retries=2, backoff_s=0.01) as client:
         assert client.search(["q"], 1)[0][0].id == "7"
-    assert time.monotonic() - start >= 0.2 and len(stub.requests) == 2
+    assert backoffs == [0.2] and len(stub.requests) == 2  # Retry-After outranks the 0.01 s backoff
 
 
 @pytest.mark.parametrize("stub", [plan((422, {"error": "'topk' must be between 1 and 5, got 9"}))], indirect=True)
@@ -208,9 +236,10 @@ def test_exhausted_retries_say_where_how_often_and_why(stub: Stub) -> None:
     assert stub.requests[0]["headers"]["Authorization"] == "Bearer tok-xyz"
 
 
-@pytest.mark.parametrize("stub", [plan((200, r1_result([[DOC]]), {}, 2.5), (200, r1_result([[DOC]])))], indirect=True)
+# the first reply is held far past the client's timeout (until the stub closes); the retry is answered at once
+@pytest.mark.parametrize("stub", [plan((200, r1_result([[DOC]]), {}, 60.0), (200, r1_result([[DOC]])))], indirect=True)
 def test_timeouts_are_retried(stub: Stub) -> None:
-    with HTTPRetriever(stub.url, timeout_s=1.0, retries=1, backoff_s=0.01) as client:
+    with HTTPRetriever(stub.url, timeout_s=2.0, retries=1, backoff_s=0.01) as client:
         assert client.search(["q"], 1)[0][0].id == "7"
     assert len(stub.requests) == 2
 
@@ -297,34 +326,44 @@ def start_server(corpus_file: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server subprocess did not start")
 
 
-def test_client_survives_server_restart(tmp_path: Path, bm25: BM25Retriever) -> None:
+def test_client_survives_server_restart(tmp_path: Path, bm25: BM25Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events, not sleeps, order the restart: the calls pause after 10 until the server is killed, and the
+    server comes back once a call has backed off against the closed port. The waits time out only if
+    something hangs; the 20 retries (about 70 s of backoff) outlast a slow server start."""
     corpus_file = tmp_path / "corpus.json"
     corpus_file.write_text(json.dumps([{"id": p.id, "title": p.title, "text": p.text} for p in corpus()]))
     port = free_port()
     calls = [queries(40)[i : i + 2] for i in range(0, 40, 2)] * 3  # 60 calls of 2 queries
     results: list[list[list[Passage]] | BaseException] = []
-    latencies: list[float] = []
+    paused, killed, backed_off = threading.Event(), threading.Event(), threading.Event()
+
+    def backoff(seconds: float) -> None:
+        if killed.is_set():
+            backed_off.set()
+        time.sleep(seconds)  # real time: the server needs it to come back
+
+    record_backoffs(monkeypatch, then=backoff)
     proc = start_server(corpus_file, port)
     try:
-        client = HTTPRetriever(f"http://127.0.0.1:{port}/retrieve", timeout_s=5, retries=12, backoff_s=0.05)
+        client = HTTPRetriever(f"http://127.0.0.1:{port}/retrieve", timeout_s=5, retries=20, backoff_s=0.05)
 
         def stream() -> None:
-            for batch in calls:
-                start = time.monotonic()
+            for i, batch in enumerate(calls):
+                if i == 10:
+                    paused.set()
+                    killed.wait(60)
                 try:
                     results.append(client.search(batch, 3))
                 except BaseException as exc:
                     results.append(exc)
-                latencies.append(time.monotonic() - start)
-                time.sleep(0.01)
 
-        worker = threading.Thread(target=stream)
+        worker = threading.Thread(target=stream, daemon=True)
         worker.start()
-        while len(results) < 10:
-            time.sleep(0.01)
+        assert paused.wait(60), "the first 10 calls did not finish"
         proc.kill()
         proc.wait()
-        time.sleep(0.3)  # calls now hit a closed port
+        killed.set()  # the next calls hit a closed port
+        assert backed_off.wait(60), "no call backed off while the server was down"
         proc = start_server(corpus_file, port)
         worker.join(timeout=120)
         client.close()
@@ -335,12 +374,12 @@ def test_client_survives_server_restart(tmp_path: Path, bm25: BM25Retriever) -> 
     for batch, got in zip(calls, results, strict=True):
         assert not isinstance(got, BaseException), got
         assert got == bm25.search(batch, 3)
-    assert max(latencies) > 0.3  # at least one call waited through the restart
 
 
-def test_a_url_without_scheme_fails_at_once() -> None:
-    with HTTPRetriever("127.0.0.1:1/retrieve", retries=5, backoff_s=1.0) as client:
-        start = time.monotonic()
-        with pytest.raises(RetrievalError, match=r"retrieval at 127\.0\.0\.1:1/retrieve"):
-            client.search(["q"], 1)
-    assert time.monotonic() - start < 1.0
+def test_a_url_without_scheme_fails_at_once(backoffs: list[float]) -> None:
+    with (
+        HTTPRetriever("127.0.0.1:1/retrieve", retries=5, backoff_s=1.0) as client,
+        pytest.raises(RetrievalError, match=r"retrieval at 127\.0\.0\.1:1/retrieve"),
+    ):
+        client.search(["q"], 1)
+    assert backoffs == []  # a bad URL is not retried

@@ -184,22 +184,29 @@ def test_run_server_refuses_several_workers(bm25: BM25Retriever) -> None:
 
 
 def test_search_queue_merges_requests_that_wait_by_topk() -> None:
-    gate = threading.Event()
+    """Requests queued while a search runs go out together, one call per top-k, in arrival order.
+
+    The order is forced by events, not sleeps: the first search signals that it runs on the worker
+    thread and then blocks until the other six requests are queued. The waits time out only if the
+    queue hangs (generous bounds, never reached by a passing run).
+    """
+    running, release = threading.Event(), threading.Event()
     calls: list[tuple[list[str], int]] = []
 
-    class Slow:
+    class Blocking:
         def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
             calls.append((list(queries), k))
-            gate.wait(5)
+            running.set()
+            assert release.wait(30), "the test never released the first search"
             return [[Passage(id=q, title="", text=q, score=float(k))] for q in queries]
 
     async def main() -> list[list[list[Passage]]]:
-        queue = SearchQueue(Slow(), max_batch=100)
+        queue = SearchQueue(Blocking(), max_batch=100)
         first = asyncio.ensure_future(queue.search(["a"], 1))
-        await asyncio.sleep(0.05)  # the first search is now running on the worker thread
+        assert await asyncio.to_thread(running.wait, 30), "the first search never reached the retriever"
         rest = [asyncio.ensure_future(queue.search([f"q{i}"], 2 if i % 2 == 0 else 1)) for i in range(6)]
-        await asyncio.sleep(0.01)
-        gate.set()
+        await asyncio.sleep(0)  # one loop pass: each new request enqueues itself (its task runs before this one)
+        release.set()
         try:
             return await asyncio.gather(first, *rest)
         finally:

@@ -1,25 +1,29 @@
 """The asynchronous rollout loop: the same trajectories as the synchronous loop, no per-turn barrier,
 searches of concurrent samples micro-batched into shared retriever calls.
 
-The scripted backend has a latency per sampled token; samples differ 4x in turn length. Barrier-free
-is shown by the order of events (a short sample starts its next turn before a long one ends its
-current turn), not by timing, so the test holds on a loaded machine.
+Samples differ 4x in turn length. The order a slow decode of the long samples gives is forced, not
+timed, so the test holds on a loaded machine: the backend holds each long sample in its first turn
+until a short sample starts its second turn. Barrier-free is shown by that order of events (a short
+sample starts its next turn before a long one ends its current turn); a loop with a per-turn barrier
+never releases the hold and fails at the hold's timeout instead of hanging.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Sequence
 
 import pytest
 
+from helpers.rollout import CORPUS, GREEDY, KeywordRetriever, prompt_ids
 from searchrl.data.protocols import PROTOCOLS
 from searchrl.rollout.async_engine import AsyncRolloutEngine
+from searchrl.rollout.backend import Completion, SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutLimits, RolloutRequest
 from searchrl.rollout.scripted import ScriptedAsyncBackend, ScriptedBackend
-from searchrl.types import Passage, Trajectory
-from test_rollout_engine import CORPUS, GREEDY, KeywordRetriever, prompt_ids
+from searchrl.types import Trajectory
 
+HOLD_TIMEOUT_S = 60.0  # reached only by a loop with a turn barrier; the barrier-free loop releases the hold at once
 SHORT, LONG = "<think> ok </think>", "<think> " + "let me think about this " * 8 + "</think>"
 
 
@@ -34,15 +38,46 @@ def scripts() -> list[list[str]]:
     return out
 
 
-class SlowRetriever(KeywordRetriever):
-    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
-        time.sleep(0.05)  # a retriever call in flight lets other samples' queries pile up behind it
-        return super().search(queries, k)
+class HeldBackend(ScriptedAsyncBackend):
+    """The scripted backend without latency; in async mode the ``held`` rows wait in their first turn
+    until another row starts its second turn (the order a long decode gives, forced).
+
+    ``events`` records a turn's start before the wait, as a decode in flight.
+    """
+
+    def __init__(self, tokenizer, scripts: list[list[str]], held: set[int]) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tokenizer, scripts, seconds_per_token=0.0)
+        self.held = held
+        self.released = asyncio.Event()  # binds to the running loop on first use
+
+    async def generate_one(
+        self,
+        key: int,
+        context: Sequence[int],
+        max_new_tokens: int,
+        stop: Sequence[str],
+        params: SamplingParams,
+        seed: int,
+    ) -> Completion:
+        turn = self._pos[key]
+        self.events.append(("start", key, turn))
+        if key not in self.held and turn >= 1:
+            self.released.set()
+        if key in self.held and turn == 0:
+            try:
+                await asyncio.wait_for(self.released.wait(), HOLD_TIMEOUT_S)
+            except TimeoutError:
+                raise AssertionError("no short sample started a second turn while the long ones decoded") from None
+        # the parent's sync call, without its events and latency; returning without a suspension point
+        # lets samples that search in the same loop pass queue up for one retriever call
+        [out] = ScriptedBackend.generate(self, [key], [context], [max_new_tokens], stop, params, seed)
+        self.events.append(("end", key, turn))
+        return out
 
 
 def run(engine_cls, smol_tokenizer):  # type: ignore[no-untyped-def]
-    backend = ScriptedAsyncBackend(smol_tokenizer, scripts(), seconds_per_token=0.002)
-    retriever = SlowRetriever(CORPUS)
+    backend = HeldBackend(smol_tokenizer, scripts(), held={i for i in range(8) if i % 2})  # the LONG samples
+    retriever = KeywordRetriever(CORPUS)
     limits = RolloutLimits(max_turns=4, max_new_tokens=64, max_context=1024, topk=2)
     engine = engine_cls(backend, retriever, smol_tokenizer, PROTOCOLS["search_r1"], limits)
     reqs = [RolloutRequest(f"e{i}", i, prompt_ids(smol_tokenizer, f"Where was Ilse born? ({i})")) for i in range(8)]

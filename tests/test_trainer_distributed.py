@@ -116,10 +116,10 @@ def test_resume_from_another_world_size(tmp_path: Path, one_process: dict[str, d
     overrides = [*COMMON, *OURS["grpo"]]
     run_worker("ours", tmp_path / "run", [*overrides, "train.steps=2"], 2)
     from dist_worker import EXAMPLES, PromptScripted
+    from helpers.rollout import CORPUS, KeywordRetriever
     from searchrl.config import load_config
     from searchrl.models import load_tokenizer, tiny_model
     from searchrl.trainer.loop import Trainer
-    from test_rollout_engine import CORPUS, KeywordRetriever
 
     cfg = load_config(None, [f"output_dir={tmp_path / 'run'}", *overrides])
     tok = load_tokenizer("smollm2-135m-instruct")

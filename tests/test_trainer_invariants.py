@@ -124,7 +124,7 @@ def test_logged_entropy_is_the_exact_mean_over_policy_tokens(smol_tokenizer) -> 
 
 
 def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from test_trainer_learning import make_trainer
+    from helpers.training import make_trainer
 
     grads = []
     for micro in (16, 4, 1):
@@ -152,7 +152,7 @@ def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type
 
 
 def test_non_finite_batch_is_skipped_not_applied(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from test_trainer_learning import make_trainer
+    from helpers.training import make_trainer
 
     trainer = make_trainer(smol_tokenizer, "reinforce_pp", tmp_path, steps=1, extra=("train.epochs=1",))
     trainer.reward_fn = lambda traj, golds: float("nan")
@@ -165,7 +165,7 @@ def test_non_finite_batch_is_skipped_not_applied(smol_tokenizer, tmp_path: Path)
 
 def _const_or_low_half(vocab: int, const_calls: range | None = None):  # type: ignore[no-untyped-def]
     """Low-half reward, except golds ("const",) (and every call in ``const_calls``) earn a flat 1.0."""
-    from test_trainer_learning import low_half_reward
+    from helpers.training import low_half_reward
 
     low = low_half_reward(vocab)
     calls = iter(range(10**6))
@@ -185,8 +185,8 @@ def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_g
     With lr = 0 the weights never move, so every step of both paths samples the same rollout from the
     same weights and the per-step gradients must agree; with lr > 0 the paths drift apart by Adam-amplified
     rounding noise, so only quantities that are linear in the gradient are compared."""
+    from helpers.training import make_trainer
     from searchrl.types import QAExample
-    from test_trainer_learning import make_trainer
 
     # two prompts per step over two examples: with const_golds every step mixes a skipped and a trained group
     examples = [
