@@ -57,6 +57,8 @@ def write(tmp: Path, data: dict[str, object]) -> Path:
         (lambda d: d["arms"][0].update(overrides=["train.lrr=1"]), "lrr"),
         (lambda d: d.update(warm_start=None), "no warm_start"),
         (lambda d: d["world"].update(size="huge"), "huge"),
+        (lambda d: d["arms"][0].update(curriculum=True), "asks for the curriculum"),
+        (lambda d: d.update(curriculum={"k": 4, "band": [3, 5]}), "curriculum.band"),
     ],
 )
 def test_bad_spec_is_refused_with_its_reason(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]

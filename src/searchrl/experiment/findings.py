@@ -18,7 +18,7 @@ from searchrl.experiment.curves import svg_lines
 from searchrl.experiment.runner import run_dir_of
 from searchrl.experiment.sections import Cell, Figure, Link, Section, Table, to_html, to_markdown
 from searchrl.experiment.spec import Claim, ExperimentSpec
-from searchrl.trainer.metrics import read_metrics
+from searchrl.metrics import read_metrics
 from searchrl.utils import atomic_write_text
 
 __all__ = ["CURVES", "Verdict", "verdict", "write_findings"]

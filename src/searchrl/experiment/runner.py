@@ -15,7 +15,9 @@ OUT/findings.md, OUT/findings.html, OUT/curves/*.svg, OUT/summary.json
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,14 @@ from searchrl.eval.run import evaluate, write_results
 from searchrl.experiment.spec import Arm, ExperimentSpec
 from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.rewards.trajectory import named_reward
+from searchrl.rollout.backend import SamplingParams
 from searchrl.rollout.build import build_rollout
+from searchrl.rollout.difficulty import in_band, pass_rates, population
 from searchrl.rollout.hf import HFGenerator
-from searchrl.trainer.checkpoint import latest_checkpoint, load_weights
-from searchrl.trainer.loop import Trainer, load_trained_policy
+from searchrl.rollout.prompts import prompt_ids
+from searchrl.trainer.checkpoint import latest_checkpoint, load_trained_policy, load_weights
+from searchrl.trainer.loop import Trainer
 from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
@@ -92,6 +98,63 @@ class Experiment:
         kinds = set(self.spec.rl_types)
         return [e for e in self.world.questions["train"] if e.id not in seen and e.metadata.get("type") in kinds]
 
+    def train_examples(self, arm: Arm, seed: int) -> list[QAExample]:
+        """What an arm's RL trains on: :meth:`rl_examples`, or the curriculum of its starting policy."""
+        if not arm.curriculum:
+            return self.rl_examples()
+        return self.curriculum_of(self.start_checkpoint(arm, seed))
+
+    def curriculum_of(self, start: Path | None) -> list[QAExample]:
+        """The spec's curriculum band from the policy at ``start`` (None = the base model), cached in
+        ``OUT/curriculum/<start>.json`` with each candidate's pass rate and the band's population."""
+        cur = self.spec.curriculum
+        assert cur is not None  # the spec checks that arms with `curriculum: true` have one
+        label = "base" if start is None else "__".join(start.parent.relative_to(self.out).parts)
+        path = self.out / "curriculum" / f"{label}.json"
+        pool = {e.id: e for e in self.rl_examples()}
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved["settings"] == cur.model_dump(mode="json") and saved.get("start") == str(start):
+                return [pool[i] for i in saved["kept"]]
+        candidates = list(pool.values())
+        random.Random(cur.seed).shuffle(candidates)
+        candidates = candidates[: cur.candidates]
+        cfg = self.base_config(self.out / "curriculum")
+        if start is None:
+            policy, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+        else:
+            _, policy, tok, _ = load_trained_policy(start.parent)
+        engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
+        r = cfg.rollout
+        t0 = time.perf_counter()
+        rates = pass_rates(
+            candidates,
+            engine,
+            lambda ex: prompt_ids(tok, engine.protocol, ex.question),
+            named_reward(cfg.train.reward, engine.protocol),
+            k=cur.k,
+            params=SamplingParams(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k),
+            seed=cur.seed,
+        )
+        kept = in_band(candidates, rates, cur.k, cur.band)
+        record = {
+            "start": str(start),
+            "settings": cur.model_dump(mode="json"),
+            "seconds": time.perf_counter() - t0,
+            "population": population(candidates, rates, cur.k),
+            "kept_per_type": dict(Counter(str(e.metadata.get("type")) for e in kept)),
+            "kept": [e.id for e in kept],
+            "rates": rates,
+        }
+        atomic_write_text(path, json.dumps(record, indent=1))
+        self.log(
+            f"curriculum from {label}: {len(kept)} of {len(candidates)} questions solved {cur.band[0]}..{cur.band[1]}"
+            f" of {cur.k} times ({record['kept_per_type']}; {record['seconds']:.0f} s)"
+        )
+        if not kept:
+            raise ValueError(f"the curriculum from {label} kept no question; widen curriculum.band")
+        return kept
+
     # -- stages ------------------------------------------------------------------------------------
     def base_config(self, run_dir: Path) -> Config:
         return config_from_dict(apply_overrides(self.spec.config, [f"output_dir={run_dir}", "train.steps=0"]))
@@ -141,8 +204,9 @@ class Experiment:
                 return cfg, model, tok
             _, policy, tok, _ = load_trained_policy(start.parent)
             return cfg, policy, tok
+        examples = self.train_examples(arm, seed)
         model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-        trainer = Trainer(cfg, model, tok, self.retriever, self.rl_examples(), run_dir)
+        trainer = Trainer(cfg, model, tok, self.retriever, examples, run_dir)
         if trainer.resume():
             self.log(f"{arm.name} seed {seed}: resumed at RL step {trainer.state.step}")
         else:

@@ -8,6 +8,7 @@ seeds: [0, 1, 2]
 config: {...}                            # a searchrl config tree shared by every arm (as in recipes/)
 warm_start: {per_type: {1hop: 16, 2hop: 40}}   # one LoRA SFT on gold trajectories, shared by arms
 rl_types: [2hop]                         # RL trains on these training-question types
+curriculum: {candidates: 256, k: 4, band: [1, 3]}   # optional; arms opt in with `curriculum: true`
 arms:
   - {name: warm, init: warm_start, steps: 0}
   - {name: grpo, init: warm_start, steps: 4}
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
 from searchrl.data.world import SIZES
 
-__all__ = ["Arm", "Claim", "ExperimentSpec", "load_spec"]
+__all__ = ["Arm", "Claim", "Curriculum", "ExperimentSpec", "load_spec"]
 
 
 class _Strict(BaseModel):
@@ -54,12 +55,30 @@ class WarmStart(_Strict):
     per_type: dict[str, int] = Field(description="Gold trajectories per training-question type for the LoRA SFT.")
 
 
+class Curriculum(_Strict):
+    """R1-Searcher's data selection from the policy RL starts from: sample ``k`` rollouts per candidate
+    training question and keep those solved ``band`` times (inclusive). Computed once per starting
+    checkpoint and cached in ``OUT/curriculum/``; every arm and seed that starts there reuses it."""
+
+    candidates: int = Field(256, ge=1, description="Training questions tried (the first n after a fixed shuffle).")
+    k: int = Field(4, ge=2, description="Samples per candidate, at rollout.temperature.")
+    band: tuple[int, int] = Field((1, 3), description="Kept success counts, inclusive (1..k-1: mixed groups).")
+    seed: int = Field(0, description="Seed of the shuffle and the samples (not the run's: shared by seeds).")
+
+    @model_validator(mode="after")
+    def _band(self) -> Curriculum:
+        if not 0 <= self.band[0] <= self.band[1] <= self.k:
+            raise ValueError(f"curriculum.band {self.band} must satisfy 0 <= low <= high <= k ({self.k})")
+        return self
+
+
 class Arm(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Folder-safe label.")
     init: str = Field("warm_start", description="base | warm_start | the name of an earlier arm.")
     steps: int = Field(0, ge=0, description="RL steps (0 = evaluate the starting policy only).")
     method: Literal["agent", "rag", "direct", "cot"] = Field("agent", description="How it is evaluated.")
     overrides: list[str] = Field(default_factory=list, description="Dotted config overrides of this arm.")
+    curriculum: bool = Field(False, description="Train on the spec's curriculum (needs `curriculum:`).")
 
 
 class Claim(_Strict):
@@ -81,6 +100,7 @@ class ExperimentSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="Config tree shared by every arm.")
     warm_start: WarmStart | None = None
     rl_types: list[str] = Field(default_factory=lambda: ["2hop"])
+    curriculum: Curriculum | None = None
     arms: list[Arm] = Field(min_length=1)
     claims: list[Claim] = Field(default_factory=list)
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples.")
@@ -95,6 +115,8 @@ class ExperimentSpec(_Strict):
                 raise ValueError(f"arm name '{arm.name}' is repeated or reserved")
             if arm.init not in ("base", "warm_start") and arm.init not in seen:
                 raise ValueError(f"arm '{arm.name}' starts from '{arm.init}', which is not an earlier arm")
+            if arm.curriculum and (self.curriculum is None or arm.steps == 0):
+                raise ValueError(f"arm '{arm.name}' asks for the curriculum, but the spec has none or it has no RL")
             if arm.init == "warm_start" and self.warm_start is None:
                 raise ValueError(f"arm '{arm.name}' starts from the warm start, but the spec has no warm_start")
             seen.add(arm.name)

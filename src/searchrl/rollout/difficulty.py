@@ -82,3 +82,20 @@ def write_bins(out_dir: str | Path, binned: dict[str, list[QAExample]], rates: d
             for ex in exs
         ]
         atomic_write_text(Path(out_dir) / f"{name}.jsonl", "".join(line + "\n" for line in lines))
+
+
+def in_band(examples: Sequence[QAExample], rates: dict[str, float], k: int, band: tuple[int, int]) -> list[QAExample]:
+    """The examples solved between ``band[0]`` and ``band[1]`` times (inclusive) out of ``k``: with
+    ``(1, k - 1)``, every kept question gives a group of k samples with unequal rewards at the start."""
+    low, high = band
+    return [ex for ex in examples if low <= round(rates[ex.id] * k) <= high]
+
+
+def population(examples: Sequence[QAExample], rates: dict[str, float], k: int) -> dict[str, dict[int, int]]:
+    """How many questions were solved 0..k times out of k, per question type (and ``all``)."""
+    out: dict[str, dict[int, int]] = {}
+    for ex in examples:
+        solved = round(rates[ex.id] * k)
+        for key in (str(ex.metadata.get("type", ex.dataset)), "all"):
+            out.setdefault(key, dict.fromkeys(range(k + 1), 0))[solved] += 1
+    return out
