@@ -18,7 +18,7 @@ from searchrl.eval.run import evaluate
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
-from searchrl.trainer.loop import load_trained_policy
+from searchrl.trainer.checkpoint import load_trained_policy
 
 
 def main() -> None:

@@ -35,12 +35,12 @@ def main() -> None:
     from searchrl.config import load_config
     from searchrl.data.sources import load_source
     from searchrl.data.world import default_world
+    from searchrl.metrics import read_metrics
     from searchrl.models import load_tokenizer, tiny_model
     from searchrl.retrieval.factory import retriever_from_config
     from searchrl.retrieval.ondisk.build import build_index
     from searchrl.rollout.scripted import ScriptedBackend
     from searchrl.trainer.loop import Trainer
-    from searchrl.trainer.metrics import read_metrics
 
     scratch = Path(tempfile.mkdtemp(prefix="searchrl_drill_"))
     world = default_world()

@@ -48,7 +48,7 @@ def update_flops(dtype: torch.dtype, batch: int, tokens: int) -> tuple[float, fl
     """(achieved FLOP/s, seconds per step) of one full fine-tuning step."""
     from searchrl.algorithms.masked import masked_mean
     from searchrl.models import load_policy
-    from searchrl.trainer.policy import token_logprobs
+    from searchrl.trainer.logprobs import token_logprobs
 
     model, _ = load_policy("smollm2-135m-instruct")
     model = model.to(dtype).train()
@@ -92,7 +92,7 @@ def logprob_memory(kind: str, batch: int, tokens: int, head_grad: bool) -> float
     """
     from searchrl.algorithms.logprobs import head_logprobs
     from searchrl.models import load_policy
-    from searchrl.trainer.policy import LOGPROB_CHUNK
+    from searchrl.trainer.logprobs import LOGPROB_CHUNK
 
     model, _ = load_policy("smollm2-135m-instruct")
     head = model.get_output_embeddings()
@@ -105,7 +105,7 @@ def logprob_memory(kind: str, batch: int, tokens: int, head_grad: bool) -> float
     hidden.requires_grad_(True)
     targets = ids[:, 1:]
     base = peak_rss_mb()
-    if kind == "ours":  # what trainer.policy.token_logprobs does after the body
+    if kind == "ours":  # what trainer.logprobs.token_logprobs does after the body
         lp = head_logprobs(hidden[mask], head.weight, targets[mask], chunk=LOGPROB_CHUNK)
     else:
         logits = head(hidden).float()

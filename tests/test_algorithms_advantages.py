@@ -8,6 +8,7 @@ import torch
 from searchrl.algorithms.advantages import (
     discounted_returns,
     gae,
+    gae_unwhitened,
     group_mean_std,
     grpo,
     reinforce_pp,
@@ -46,12 +47,12 @@ def test_gae_hand_computed_skips_observation_tokens() -> None:
     values = torch.tensor([[0.5, 0.6, 99.0, -99.0, 0.8]])  # the obs values must not matter
     r = token_rewards(torch.tensor([1.0]), mask)
     assert r.tolist() == [[0.0, 0.0, 0.0, 0.0, 1.0]]
-    adv, ret = gae(r, values, mask, gamma=1.0, lam=1.0)
+    adv, ret = gae_unwhitened(r, values, mask, gamma=1.0, lam=1.0)
     # gamma = lam = 1: A_t = R - V_t on policy tokens
     torch.testing.assert_close(adv, torch.tensor([[0.5, 0.4, 0.0, 0.0, 0.2]]))
     torch.testing.assert_close(ret, torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0]]))
     # gamma = 0.5, lam = 0.5 by hand: delta_4 = 1 - .8 = .2; delta_1 = .5*.8 - .6 = -.2; delta_0 = .5*.6 - .5 = -.2
-    adv, _ = gae(r, values, mask, gamma=0.5, lam=0.5)
+    adv, _ = gae_unwhitened(r, values, mask, gamma=0.5, lam=0.5)
     a4 = 0.2
     a1 = -0.2 + 0.25 * a4
     a0 = -0.2 + 0.25 * a1
@@ -73,7 +74,7 @@ def test_gae_matches_plain_loop(gamma: float, lam: float) -> None:
     kl = torch.rand(b, t, generator=g)
     outcome = torch.randn(b, generator=g)
     r = token_rewards(outcome, mask, kl, kl_coef=0.1)
-    adv, ret = gae(r, values, mask, gamma, lam)
+    adv, ret = gae_unwhitened(r, values, mask, gamma, lam)
     for i in range(b):
         exp_adv, exp_ret = loop_gae(r[i].tolist(), values[i].tolist(), mask[i].tolist(), gamma, lam)
         torch.testing.assert_close(adv[i], torch.tensor(exp_adv), atol=1e-5, rtol=1e-5)
@@ -88,8 +89,8 @@ def test_gae_observation_values_do_not_enter_td_chain() -> None:
     v2 = v1.clone()
     v2[0, [0, 3, 4, 5, 8]] = torch.tensor([-40.0, 1e3, -1e3, 5.0, 1e4])
     for gamma, lam in [(1.0, 1.0), (0.9, 0.9)]:
-        a1, r1 = gae(r, v1, mask, gamma, lam)
-        a2, r2 = gae(r, v2, mask, gamma, lam)
+        a1, r1 = gae_unwhitened(r, v1, mask, gamma, lam)
+        a2, r2 = gae_unwhitened(r, v2, mask, gamma, lam)
         torch.testing.assert_close(a1, a2)
         torch.testing.assert_close(r1, r2)
 
@@ -100,11 +101,11 @@ def test_gae_mask_equals_deleting_tokens() -> None:
     vals = torch.randn(1, 6, generator=g)
     mask_full = torch.tensor([[1, 1, 1, 1, 1, 1]])
     r = token_rewards(torch.tensor([1.5]), mask_full)
-    a_short, _ = gae(r, vals, mask_full, 0.9, 0.8)
+    a_short, _ = gae_unwhitened(r, vals, mask_full, 0.9, 0.8)
     # insert 3 observation tokens after position 2
     vals_long = torch.cat([vals[:, :3], torch.randn(1, 3, generator=g), vals[:, 3:]], dim=1)
     mask_long = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 1, 1]])
-    a_long, _ = gae(token_rewards(torch.tensor([1.5]), mask_long), vals_long, mask_long, 0.9, 0.8)
+    a_long, _ = gae_unwhitened(token_rewards(torch.tensor([1.5]), mask_long), vals_long, mask_long, 0.9, 0.8)
     torch.testing.assert_close(a_long[:, [0, 1, 2, 6, 7, 8]], a_short)
 
 
@@ -213,7 +214,7 @@ def test_estimators_do_not_track_gradients() -> None:
     mask = torch.ones(2, 3)
     group = torch.tensor([0, 0])
     outs = [
-        gae(token_rewards(rewards, mask), values, mask)[0],
+        gae(rewards, values, mask)[0],
         grpo(rewards, group, mask)[0],
         rloo(rewards, group, mask)[0],
         reinforce_pp(rewards, mask)[0],

@@ -1,4 +1,5 @@
-"""Chunked log-probs and entropy equal the full log_softmax versions, values and gradients."""
+"""Log-probs and entropy from logits, and the fused chunked head, equal the full log_softmax versions, values
+and gradients."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ def _reference(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("chunk", [1, 7, 1024])
-def test_values_match_log_softmax_gather(dtype: torch.dtype, chunk: int) -> None:
+def test_values_match_log_softmax_gather(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(3, 11, 97, generator=g) * 4).to(dtype)
     targets = torch.randint(0, 97, (3, 11), generator=g)
-    lp = logprobs_from_logits(logits, targets, chunk=chunk)
-    ent = entropy_from_logits(logits, chunk=chunk)
+    lp = logprobs_from_logits(logits, targets)
+    ent = entropy_from_logits(logits)
     ref_lp, ref_ent = _reference(logits, targets)
     assert lp.dtype == torch.float32 and lp.shape == (3, 11)
     assert ent.dtype == torch.float32 and ent.shape == (3, 11)
@@ -39,8 +39,8 @@ def test_gradients_match_autograd_reference(dtype: torch.dtype) -> None:
     w_ent = torch.randn(2, 5, generator=g)
 
     ours = base.clone().to(dtype).requires_grad_(True)
-    loss = (logprobs_from_logits(ours, targets, chunk=3) * w_lp).sum()
-    loss = loss + (entropy_from_logits(ours, chunk=4) * w_ent).sum()
+    loss = (logprobs_from_logits(ours, targets) * w_lp).sum()
+    loss = loss + (entropy_from_logits(ours) * w_ent).sum()
     loss.backward()
 
     ref = base.clone().to(dtype).requires_grad_(True)
@@ -59,10 +59,10 @@ def test_gradcheck_in_double() -> None:
     targets = torch.randint(0, 6, (4,), generator=g)
     # outputs are float32 by contract; check the chain rule against finite differences loosely
     assert torch.autograd.gradcheck(
-        lambda z: logprobs_from_logits(z, targets, chunk=3).double(), (logits,), eps=1e-3, atol=1e-3, rtol=1e-3
+        lambda z: logprobs_from_logits(z, targets).double(), (logits,), eps=1e-3, atol=1e-3, rtol=1e-3
     )
     assert torch.autograd.gradcheck(
-        lambda z: entropy_from_logits(z, chunk=3).double(), (logits,), eps=1e-3, atol=1e-3, rtol=1e-3
+        lambda z: entropy_from_logits(z).double(), (logits,), eps=1e-3, atol=1e-3, rtol=1e-3
     )
 
 
@@ -71,11 +71,11 @@ def test_non_contiguous_logits_and_shape_errors() -> None:
     logits = torch.randn(11, 3, 50, generator=g).transpose(0, 1)  # [3, 11, 50], not contiguous
     targets = torch.randint(0, 50, (3, 11), generator=g)
     ref_lp, _ = _reference(logits, targets)
-    torch.testing.assert_close(logprobs_from_logits(logits, targets, chunk=5), ref_lp)
+    torch.testing.assert_close(logprobs_from_logits(logits, targets), ref_lp)
     with pytest.raises(ValueError):
         logprobs_from_logits(logits, targets[:, :-1])
-    with pytest.raises(ValueError):
-        logprobs_from_logits(logits, targets, chunk=0)
+    with pytest.raises(ValueError):  # the chunked path: hidden = the logits' rows, weight = identity
+        head_logprobs(logits.reshape(-1, 50), torch.eye(50), targets.reshape(-1), chunk=0)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])

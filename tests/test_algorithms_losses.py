@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from searchrl.algorithms.losses import (
-    AGG_MODES,
     aggregate_loss,
     clipped_policy_loss,
     kl_k1,
@@ -17,6 +16,7 @@ from searchrl.algorithms.losses import (
     policy_gradient_loss,
     value_loss,
 )
+from searchrl.algorithms.names import AGG_MODES
 
 
 def _lp(ratios: list[float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from searchrl.trainer.metrics import read_metrics
+from searchrl.metrics import read_metrics
 
 BIN = [sys.executable, "-m", "searchrl.cli"]
 
@@ -97,7 +97,7 @@ def test_train_resume_after_sigkill_matches(tiny_dir: Path, tmp_path: Path) -> N
 def test_ask_prints_trace_of_trained_lora_run(tiny_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from searchrl.trainer.loop import load_trained_policy
+    from searchrl.trainer.checkpoint import load_trained_policy
 
     out = tmp_path / "lora"
     args = [a for a in train_args(tiny_dir, out, 1) if not a.startswith("train.lora_r")]

@@ -108,3 +108,25 @@ def test_reward_schedule_loads_and_rejects_bad_orders() -> None:
         load_config(None, ["train.reward_schedule=[{reward: em, until_stpe: 5}, {reward: f1}]"])
     with pytest.raises(ConfigError, match=r"reward_schedule\.0\.reward: Input should be .em."):
         load_config(None, ["train.reward_schedule=[{reward: bleu}]"])
+
+
+def test_registry_names_are_the_literal_choices() -> None:
+    with pytest.raises(ConfigError, match="reinforce_pp_baseline"):
+        load_config(None, ["train.algorithm=gae"])
+    with pytest.raises(ConfigError, match="seq-mean-token-sum-norm"):
+        load_config(None, ["train.loss_agg=sum"])
+    with pytest.raises(ConfigError, match="ppo_clip"):
+        load_config(None, ["train.policy_loss=clip"])
+
+
+def test_cross_field_checks_fail_at_load_time() -> None:
+    with pytest.raises(ConfigError, match=r"train\.algorithm=rloo has no KL-in-reward term"):
+        load_config(None, ["train.algorithm=rloo", "train.kl_in_reward=true", "train.kl_coef=0.01"])
+    assert load_config(None, ["train.algorithm=grpo", "train.kl_in_reward=true", "train.kl_coef=0"]).train.kl_in_reward
+    assert load_config(None, ["train.algorithm=reinforce_pp", "train.kl_in_reward=true"]).train.kl_coef > 0
+    with pytest.raises(ConfigError, match="dual clip of ppo_clip"):
+        load_config(None, ["train.policy_loss=pg", "train.clip_ratio_c=3"])
+    with pytest.raises(ConfigError, match=r"train\.clip_ratio_c"):
+        load_config(None, ["train.clip_ratio_c=1.0"])  # a dual clip needs c > 1
+    defaults = load_config().train
+    assert (defaults.policy_loss, defaults.clip_ratio_c) == ("ppo_clip", None)  # today's loss

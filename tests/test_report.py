@@ -17,6 +17,7 @@ import pytest
 from searchrl.config import load_config, save_config
 from searchrl.data.world import default_world
 from searchrl.eval.run import evaluate, write_results
+from searchrl.metrics import read_metrics
 from searchrl.models import tiny_model
 from searchrl.report import html_page, plot_keys, write_report
 from searchrl.retrieval.bm25 import BM25Retriever
@@ -24,7 +25,6 @@ from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.scripted import ScriptedBackend
 from searchrl.trainer.loop import Trainer
-from searchrl.trainer.metrics import read_metrics
 
 SCRIPTED, TINY = "agent_scripted", "agent_tiny"
 

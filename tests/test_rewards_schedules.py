@@ -42,3 +42,24 @@ def test_invalid_schedules_fail_at_construction(stages: tuple[RewardStage, ...])
 def test_negative_step_is_an_error() -> None:
     with pytest.raises(ValueError):
         RewardSchedule.single("em").stage_index(-1)
+
+
+def test_from_config_reads_the_schedule_or_the_single_reward() -> None:
+    from searchrl.config import load_config
+
+    assert RewardSchedule.from_config(load_config(None, ["train.reward=f1"]).train) == RewardSchedule.single("f1")
+    two = "train.reward_schedule=[{reward: r1_searcher_stage1, until_step: 7}, {reward: r1_searcher_stage2}]"
+    assert RewardSchedule.from_config(load_config(None, [two]).train) == RewardSchedule.r1_searcher(7)
+
+
+def test_scheduled_rewards_score_a_trajectory_per_stage() -> None:
+    from searchrl.data.protocols import PROTOCOLS
+    from searchrl.rewards.trajectory import scheduled_rewards
+    from searchrl.types import Trajectory, Turn
+
+    protocol = PROTOCOLS["search_r1"]
+    rewards = scheduled_rewards(RewardSchedule((RewardStage("em", 3), RewardStage("f1"))), protocol)
+    assert set(rewards) == {"em", "f1"}
+    traj = Trajectory("q", 0, [1, 2], [0, 1], [0.0, 0.0], 1, [Turn("answer", 1)], "Lisbon city", "answer")
+    assert rewards["em"](traj, ("Lisbon",)) == 0.0
+    assert rewards["f1"](traj, ("Lisbon",)) == pytest.approx(2 / 3)

@@ -9,7 +9,7 @@ import torch
 
 from searchrl.algorithms.losses import clipped_policy_loss
 from searchrl.trainer.batch import collate
-from searchrl.trainer.policy import token_logprobs
+from searchrl.trainer.logprobs import token_logprobs
 from searchrl.types import Trajectory, Turn
 from tolerances import assert_same_gradient, assert_same_gradients
 
@@ -98,7 +98,7 @@ def test_logged_entropy_is_the_exact_mean_over_policy_tokens(smol_tokenizer) -> 
     """In the ablation, with micro-batches of one row and with a zero-advantage row skipped."""
     from searchrl.config import load_config
     from searchrl.models import tiny_model
-    from searchrl.trainer.stages import Scored
+    from searchrl.trainer.batch import Scored
     from searchrl.trainer.update import PolicyUpdate
 
     model = tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0)
@@ -106,7 +106,7 @@ def test_logged_entropy_is_the_exact_mean_over_policy_tokens(smol_tokenizer) -> 
         model.get_output_embeddings().weight.mul_(30.0)
     trajs = [_traj(5, 4, 6, 3, 8), _traj(3, 6, 0, 0, 9)]
     batch = collate(trajs, [1.0, 0.0], [0, 0], pad_id=2, mask_retrieved=False)
-    t = load_config(None, ["train.log_entropy=true", "train.micro_batch=1", "train.mini_batch=2"]).train
+    cfg = load_config(None, ["train.log_entropy=true", "train.micro_batch=1", "train.mini_batch=2"])
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
     ent = -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
@@ -117,7 +117,8 @@ def test_logged_entropy_is_the_exact_mean_over_policy_tokens(smol_tokenizer) -> 
     ):
         adv = torch.zeros_like(trained)
         adv[list(rows)] = 1.0
-        update = PolicyUpdate(t, model, torch.optim.SGD(model.parameters(), lr=0.0), None, None, kl_in_loss=False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        update = PolicyUpdate(cfg.train, model, opt, None, None, kl_in_loss=False, norm_len=cfg.rollout.max_context)
         stats = update.minibatch(Scored(batch, None, None, None, adv, adv), torch.arange(2))
         assert abs(stats["actor/entropy"] - expected) < 2e-3  # logits of std ~3: float32 paths differ by ~3e-4
         assert abs(expected - float((ent[list(rows)] * trained[list(rows)]).sum() / trained[list(rows)].sum())) > 0.01

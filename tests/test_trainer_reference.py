@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from helpers.training import make_trainer
-from searchrl.trainer.policy import token_logprobs
+from searchrl.trainer.logprobs import token_logprobs
 
 EXTRA = ("train.lora_r=4", "train.log_kl=true", "train.epochs=1", "train.mini_batch=16", "train.checkpoint_every=1")
 

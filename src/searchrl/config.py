@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from searchrl.algorithms.names import NO_KL_IN_REWARD, AggMode, AlgorithmName, KLEstimatorName, PolicyLossName
 from searchrl.rewards.outcome import RewardName  # one list, beside the registry it names
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
 
@@ -141,8 +142,8 @@ class RewardStageConfig(Section):
 
 
 class TrainConfig(Section):
-    algorithm: Literal["ppo", "grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline", "rloo"] = Field(
-        "grpo", description="Advantage estimator and loss family."
+    algorithm: AlgorithmName = Field(
+        "grpo", description="Advantage estimator (searchrl.algorithms.advantages); ppo adds a critic."
     )
     reward: RewardName = Field("em", description="Outcome reward (searchrl.rewards.outcome.REWARD_FUNCTIONS).")
     reward_schedule: list[RewardStageConfig] = Field(
@@ -161,11 +162,19 @@ class TrainConfig(Section):
     epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
     mini_batch: int = Field(8, ge=1, description="Samples per optimizer step.")
     micro_batch: int = Field(4, ge=1, description="Samples per forward/backward (gradient accumulation).")
+    policy_loss: PolicyLossName = Field(
+        "ppo_clip", description="Policy loss (searchrl.algorithms.losses): PPO's clipped surrogate, or pg (no clip)."
+    )
     clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
+    clip_ratio_c: float | None = Field(
+        None,
+        gt=1,
+        description="Dual clip (Ye et al., 2020): cap a negative-advantage token's loss at -A * c (null = off; ppo_clip).",
+    )
     kl_coef: float = Field(
         0.001, ge=0, description="KL penalty coefficient (0 = no KL term; train.log_kl still logs it)."
     )
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator.")
+    kl_estimator: KLEstimatorName = Field("k3", description="KL estimator.")
     kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
     log_kl: bool = Field(
@@ -185,8 +194,12 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount (GAE / REINFORCE++ returns).")
     lam: float = Field(1.0, ge=0, le=1, description="GAE lambda.")
-    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
-        "token-mean", description="How token losses are aggregated."
+    loss_agg: AggMode = Field(
+        "token-mean",
+        description=(
+            "How token losses (policy and value) are aggregated; seq-mean-token-sum-norm (Dr. GRPO) divides "
+            "by rows x rollout.max_context."
+        ),
     )
     mask_retrieved_tokens: bool = Field(
         True, description="Mask injected passages out of every loss term (false = the papers' ablation)."
@@ -210,6 +223,14 @@ class TrainConfig(Section):
         if stages:  # RewardSchedule raises ValueError naming what is out of order
             RewardSchedule(tuple(RewardStage(s.reward, s.until_step) for s in stages))
         return stages
+
+    @model_validator(mode="after")
+    def _fields_agree(self) -> TrainConfig:
+        if self.kl_in_reward and self.kl_coef > 0 and self.algorithm in NO_KL_IN_REWARD:
+            raise ValueError(f"train.algorithm={self.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
+        if self.clip_ratio_c is not None and self.policy_loss != "ppo_clip":
+            raise ValueError(f"train.clip_ratio_c is a dual clip of ppo_clip; train.policy_loss={self.policy_loss}")
+        return self
 
 
 class TRLConfig(Section):

@@ -233,7 +233,7 @@ def run_demo(
 
 
 def rl_history(run_dir: Path) -> list[dict[str, Any]]:
-    from searchrl.trainer.metrics import read_metrics
+    from searchrl.metrics import read_metrics
 
     path = run_dir / "metrics.jsonl"
     return read_metrics(path) if path.exists() else []

@@ -1,5 +1,8 @@
 """Advantage estimators: GAE, GRPO (and Dr. GRPO), REINFORCE++ (and its group baseline), RLOO.
 
+Each estimator is registered by name (``train.algorithm``, see :mod:`searchrl.algorithms.names`) with
+``@register_adv_est``; :func:`estimate_advantages` runs one by name on the inputs its signature names.
+
 Shapes: B samples, T target positions (the ``[B, T-1]`` axis of a ``RolloutBatch``, called T here).
 ``loss_mask[b, t] = 1`` exactly when target t of sample b was sampled by the policy; env-injected
 tokens (passages, corrective messages), the prompt and padding are 0. Every estimator returns
@@ -26,15 +29,25 @@ Deliberate deviations from the papers and their reference code:
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 
 from searchrl.algorithms.masked import masked_whiten
+from searchrl.algorithms.names import AlgorithmName
 
 __all__ = [
+    "ADVANTAGE_ESTIMATORS",
     "discounted_returns",
+    "dr_grpo",
+    "estimate_advantages",
     "gae",
+    "gae_unwhitened",
     "group_mean_std",
     "grpo",
+    "register_adv_est",
     "reinforce_pp",
     "reinforce_pp_baseline",
     "rloo",
@@ -42,6 +55,23 @@ __all__ = [
 ]
 
 GRPO_EPS = 1e-6
+
+AdvantageFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+_Fn = TypeVar("_Fn", bound=AdvantageFn)
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}  # train.algorithm -> its estimator
+
+
+def register_adv_est(name: AlgorithmName) -> Callable[[_Fn], _Fn]:
+    """Decorator: file the estimator under ``name`` in :data:`ADVANTAGE_ESTIMATORS`."""
+
+    def add(fn: _Fn) -> _Fn:
+        if name in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"advantage estimator {name!r} is registered twice")
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+
+    return add
 
 
 def _last_policy_index(loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +134,29 @@ def _next_policy_values(values: torch.Tensor, keep: torch.Tensor) -> torch.Tenso
     return padded.gather(1, nxt)
 
 
+@register_adv_est("ppo")
 @torch.no_grad()
 def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    loss_mask: torch.Tensor,
+    kl: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's advantages: GAE of (outcome - kl_coef * KL), whitened over all policy tokens of the batch.
+
+    rewards: [B] outcome rewards; values: [B, T] critic values; loss_mask: [B, T]; kl: [B, T] or None.
+    Returns (advantages [B, T] whitened, as PPO in veRL does; returns [B, T], the critic's targets,
+    not whitened), 0 off the mask. See :func:`gae_unwhitened` for the recursion.
+    """
+    advantages, returns = gae_unwhitened(token_rewards(rewards, loss_mask, kl, kl_coef), values, loss_mask, gamma, lam)
+    return masked_whiten(advantages, loss_mask), returns
+
+
+@torch.no_grad()
+def gae_unwhitened(
     token_level_rewards: torch.Tensor,
     values: torch.Tensor,
     loss_mask: torch.Tensor,
@@ -150,6 +201,7 @@ def _broadcast(per_sample: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tenso
     return torch.where(keep, per_sample[:, None].float(), torch.zeros((), device=loss_mask.device))
 
 
+@register_adv_est("grpo")
 @torch.no_grad()
 def grpo(
     rewards: torch.Tensor,
@@ -171,6 +223,14 @@ def grpo(
     return adv, adv
 
 
+@register_adv_est("dr_grpo")
+@torch.no_grad()
+def dr_grpo(rewards: torch.Tensor, group: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dr. GRPO: :func:`grpo` without the division by the group std (``r - mean_group``). [B], [B], [B, T] -> [B, T] x 2."""
+    return grpo(rewards, group, loss_mask, scale_by_std=False)
+
+
+@register_adv_est("rloo")
 @torch.no_grad()
 def rloo(rewards: torch.Tensor, group: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """REINFORCE leave-one-out: ``r_i - mean_{j != i in group} r_j`` on every policy token.
@@ -186,6 +246,7 @@ def rloo(rewards: torch.Tensor, group: torch.Tensor, loss_mask: torch.Tensor) ->
     return adv, adv
 
 
+@register_adv_est("reinforce_pp")
 @torch.no_grad()
 def reinforce_pp(
     rewards: torch.Tensor,
@@ -203,6 +264,7 @@ def reinforce_pp(
     return masked_whiten(returns, loss_mask), returns
 
 
+@register_adv_est("reinforce_pp_baseline")
 @torch.no_grad()
 def reinforce_pp_baseline(
     rewards: torch.Tensor,
@@ -218,3 +280,33 @@ def reinforce_pp_baseline(
     """
     mean, _, _ = group_mean_std(rewards, group)
     return reinforce_pp(rewards.float() - mean, loss_mask, kl, kl_coef, gamma)
+
+
+def estimate_advantages(
+    name: str,
+    *,
+    rewards: torch.Tensor,
+    loss_mask: torch.Tensor,
+    group: torch.Tensor,
+    values: torch.Tensor | None = None,
+    kl: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages [B, T], returns [B, T]) of the estimator registered as ``name``.
+
+    rewards [B]; loss_mask [B, T]; group [B]; values [B, T] (critic) or None; kl [B, T] (policy vs
+    reference, per token) or None. The estimator receives the inputs its signature names and ignores
+    the rest; it cannot honour, and so rejects, a nonzero ``kl_coef`` when it has no ``kl_coef``
+    parameter (no KL-in-reward term: use the KL loss) and a missing critic when it needs ``values``.
+    """
+    fn = ADVANTAGE_ESTIMATORS[name]
+    takes = inspect.signature(fn).parameters
+    if kl_coef != 0.0 and "kl_coef" not in takes:
+        raise ValueError(f"advantage estimator {name!r} has no KL-in-reward term; use the KL loss (kl_coef must be 0)")
+    if "values" in takes and values is None:
+        raise ValueError(f"advantage estimator {name!r} needs critic values")
+    given: dict[str, object] = {"rewards": rewards, "loss_mask": loss_mask, "group": group, "values": values}
+    given |= {"kl": kl, "kl_coef": kl_coef, "gamma": gamma, "lam": lam}
+    return fn(**{k: v for k, v in given.items() if k in takes})

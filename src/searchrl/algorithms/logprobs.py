@@ -1,14 +1,12 @@
-"""Log-probs of chosen tokens and entropy from logits, without a full-vocabulary fp32 log_softmax.
+"""Log-probs of chosen tokens and entropy, without a full-vocabulary fp32 log_softmax.
 
-Shapes: logits [..., V] (typically [B, T, V], any float dtype), targets [...] long; results [...]
-float32. Rows (all leading positions flattened, N of them) are processed ``chunk`` at a time: each
-chunk is upcast to fp32, reduced, and dropped, so the extra memory is ``chunk * V`` floats rather
-than ``N * V``. ``log p(target) = logit[target] - logsumexp(logits)`` and
-``H = logsumexp(logits) - sum(softmax * logits)``.
-
-Both functions are differentiable through custom autograd functions whose backward pass is chunked
-too: autograd through a plain chunked loop would keep every chunk's fp32 copy alive for the backward
-pass, i.e. the very [N, V] fp32 tensor we avoid. Gradients are returned in the logits' dtype.
+Shapes: N rows (positions), H hidden size, V vocabulary. :func:`logprobs_from_logits` and
+:func:`entropy_from_logits` reduce one chunk of logits ``[N, V]`` (upcast to fp32) with plain autograd:
+``log p(target) = logit[target] - logsumexp(logits)`` and ``H = logsumexp(logits) - sum(softmax * logits)``.
+The caller (``searchrl.trainer.logprobs.token_logprobs``) applies the output head a chunk of rows at a
+time, so no ``[N, V]`` fp32 tensor of all rows exists. :func:`head_logprobs` goes further for a bias-free
+linear head: a custom autograd function whose backward recomputes each chunk's logits, so the logits
+are never stored at all.
 """
 
 from __future__ import annotations
@@ -22,84 +20,27 @@ __all__ = ["entropy_from_logits", "head_logprobs", "logprobs_from_logits"]
 DEFAULT_CHUNK = 1024
 
 
-def _rows(logits: torch.Tensor) -> torch.Tensor:
-    return logits.reshape(-1, logits.shape[-1])
-
-
-class _TokenLogprob(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
-        rows, tgt = _rows(logits), targets.reshape(-1)
-        out = torch.empty(rows.shape[0], dtype=torch.float32, device=logits.device)
-        for s in range(0, rows.shape[0], chunk):
-            z = rows[s : s + chunk].float()
-            out[s : s + chunk] = z.gather(-1, tgt[s : s + chunk, None])[:, 0] - torch.logsumexp(z, dim=-1)
-        ctx.save_for_backward(logits, targets)
-        ctx.chunk = chunk
-        return out.reshape(targets.shape)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        logits, targets = ctx.saved_tensors
-        rows, tgt, g = _rows(logits), targets.reshape(-1), grad_out.reshape(-1).float()
-        grad = torch.empty_like(rows)
-        for s in range(0, rows.shape[0], ctx.chunk):
-            # d log p_y / d z = onehot(y) - softmax(z)
-            gz = -torch.softmax(rows[s : s + ctx.chunk].float(), dim=-1)
-            gz.scatter_add_(-1, tgt[s : s + ctx.chunk, None], torch.ones_like(gz[:, :1]))
-            grad[s : s + ctx.chunk] = (gz * g[s : s + ctx.chunk, None]).to(grad.dtype)
-        return grad.reshape(logits.shape), None, None
-
-
-class _Entropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, chunk: int) -> torch.Tensor:
-        rows = _rows(logits)
-        out = torch.empty(rows.shape[0], dtype=torch.float32, device=logits.device)
-        for s in range(0, rows.shape[0], chunk):
-            z = rows[s : s + chunk].float()
-            out[s : s + chunk] = torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1)
-        ctx.save_for_backward(logits)
-        ctx.chunk = chunk
-        return out.reshape(logits.shape[:-1])
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        (logits,) = ctx.saved_tensors
-        rows, g = _rows(logits), grad_out.reshape(-1).float()
-        grad = torch.empty_like(rows)
-        for s in range(0, rows.shape[0], ctx.chunk):
-            z = rows[s : s + ctx.chunk].float()
-            p = torch.softmax(z, dim=-1)
-            # dH / dz = -p * (z - E_p[z])
-            gz = -p * (z - (p * z).sum(-1, keepdim=True))
-            grad[s : s + ctx.chunk] = (gz * g[s : s + ctx.chunk, None]).to(grad.dtype)
-        return grad.reshape(logits.shape), None
-
-
-def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
     """Log-probability of ``targets`` under ``softmax(logits)``, differentiable.
 
-    logits: [..., V] (e.g. [B, T, V]; fp32, bf16 or fp16); targets: [...] long (e.g. [B, T]).
-    Returns [...] float32, equal to ``log_softmax(logits.float(), -1).gather(-1, targets)``.
+    logits: [..., V] (any float dtype; upcast to fp32); targets: [...] long; lse: [...] the logits'
+    logsumexp when the caller has it. Returns [...] float32, ``log_softmax(logits.float(), -1)`` at targets.
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    out: torch.Tensor = _TokenLogprob.apply(logits, targets.long(), chunk)
-    return out
+    z = logits.float()
+    lse = torch.logsumexp(z, dim=-1) if lse is None else lse
+    return z.gather(-1, targets.long()[..., None])[..., 0] - lse
 
 
-def entropy_from_logits(logits: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Entropy (nats) of ``softmax(logits)`` per position, differentiable.
+def entropy_from_logits(logits: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
+    """Entropy (nats) of ``softmax(logits)`` per position, differentiable: ``logsumexp - E_p[logit]``.
 
-    logits: [..., V] (e.g. [B, T, V]). Returns [...] float32 (e.g. [B, T]).
+    logits: [..., V] (upcast to fp32); lse: [...] or None. Returns [...] float32.
     """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    out: torch.Tensor = _Entropy.apply(logits, chunk)
-    return out
+    z = logits.float()
+    lse = torch.logsumexp(z, dim=-1) if lse is None else lse
+    return lse - (torch.softmax(z, dim=-1) * z).sum(-1)
 
 
 class _HeadLogprob(torch.autograd.Function):
@@ -148,6 +89,8 @@ def head_logprobs(
     (an unbiased linear head, as causal LMs' output embeddings are)."""
     if hidden.dim() != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"hidden must be [N, H] and targets [N]; got {tuple(hidden.shape)}, {tuple(targets.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     if hidden.shape[0] == 0:
         return hidden.new_zeros(0, dtype=torch.float32) + 0.0 * hidden.sum()
     out: torch.Tensor = _HeadLogprob.apply(hidden, weight, targets, chunk)

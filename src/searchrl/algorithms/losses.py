@@ -1,5 +1,9 @@
 """Losses: clipped PPO policy loss (with dual clip), clipped value loss, KL estimators, aggregation.
 
+Policy losses are registered by name (``train.policy_loss``) with ``@register_policy_loss`` and share
+one signature (:class:`PolicyLossFn`); KL estimators (``train.kl_estimator``) with ``@register_kl``.
+The names are the ``Literal`` types of :mod:`searchrl.algorithms.names`. The value loss has one form.
+
 Shapes: B samples, T target positions; every per-token tensor is [B, T] and ``loss_mask`` (1 = token
 sampled by the policy) selects which positions count. Excluded positions never influence a loss or a
 metric, even when they hold NaN or inf. Losses are to be minimized; metrics are detached scalars.
@@ -11,24 +15,27 @@ Deliberate deviations from the papers and their reference code:
 * ``k3`` (veRL's ``low_var_kl``) is clamped to [-10, 10] per token, as veRL does, to bound the
   rare huge values of ``exp(ref - logp)``.
 * ``seq-mean-token-sum-norm`` (Dr. GRPO) divides the token sum by ``B * norm_len`` with ``norm_len``
-  a constant the caller fixes (the generation budget), so the loss scale depends neither on response
-  lengths nor on the mask. Sequence-mean modes average over rows that have at least one policy token.
+  a constant the caller fixes (the trainer and the TRL path both use ``rollout.max_context``), so the
+  loss scale depends neither on response lengths, nor on the step's padded width, nor on the mask.
+  Sequence-mean modes average over rows that have at least one policy token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol, TypeVar
 
 import torch
 
 from searchrl.algorithms.masked import masked_mean, masked_sum
+from searchrl.algorithms.names import AGG_MODES, AggMode, KLEstimatorName, PolicyLossName
 
 __all__ = [
-    "AGG_MODES",
-    "AggMode",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
     "KLEstimator",
+    "PolicyLossFn",
     "PolicyLossOutput",
     "ValueLossOutput",
     "aggregate_loss",
@@ -37,11 +44,10 @@ __all__ = [
     "kl_k2",
     "kl_k3",
     "policy_gradient_loss",
+    "register_kl",
+    "register_policy_loss",
     "value_loss",
 ]
-
-AggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-AGG_MODES: tuple[AggMode, ...] = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 LOG_RATIO_CLAMP = 20.0
 K3_CLAMP = 10.0
@@ -82,12 +88,46 @@ class PolicyLossOutput:
     approx_kl: torch.Tensor  # mean of k3(old || new), a drift monitor
 
 
+class PolicyLossFn(Protocol):
+    """logprobs, old_logprobs, advantages, loss_mask: [B, T]. Returns a :class:`PolicyLossOutput`."""
+
+    def __call__(
+        self,
+        logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        loss_mask: torch.Tensor,
+        clip_low: float = 0.2,
+        clip_high: float = 0.2,
+        dual_clip: float | None = None,
+        agg: AggMode = "token-mean",
+        norm_len: int | None = None,
+    ) -> PolicyLossOutput: ...
+
+
+POLICY_LOSSES: dict[str, PolicyLossFn] = {}  # train.policy_loss -> the loss
+_Loss = TypeVar("_Loss", bound=PolicyLossFn)
+
+
+def register_policy_loss(name: PolicyLossName) -> Callable[[_Loss], _Loss]:
+    """Decorator: file the policy loss under ``name`` in :data:`POLICY_LOSSES`."""
+
+    def add(fn: _Loss) -> _Loss:
+        if name in POLICY_LOSSES:
+            raise ValueError(f"policy loss {name!r} is registered twice")
+        POLICY_LOSSES[name] = fn
+        return fn
+
+    return add
+
+
 def _log_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     keep = loss_mask != 0
     diff = torch.where(keep, logprobs - old_logprobs, torch.zeros((), dtype=logprobs.dtype, device=logprobs.device))
     return diff.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
 
 
+@register_policy_loss("ppo_clip")
 def clipped_policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -130,6 +170,7 @@ def clipped_policy_loss(
     )
 
 
+@register_policy_loss("pg")
 def policy_gradient_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -191,18 +232,34 @@ def value_loss(
 
 
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+KL_ESTIMATORS: dict[str, KLEstimator] = {}  # train.kl_estimator -> the estimator
 
 
+def register_kl(name: KLEstimatorName) -> Callable[[KLEstimator], KLEstimator]:
+    """Decorator: file the KL estimator under ``name`` in :data:`KL_ESTIMATORS`."""
+
+    def add(fn: KLEstimator) -> KLEstimator:
+        if name in KL_ESTIMATORS:
+            raise ValueError(f"KL estimator {name!r} is registered twice")
+        KL_ESTIMATORS[name] = fn
+        return fn
+
+    return add
+
+
+@register_kl("k1")
 def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """k1 = log p - log p_ref per token ([B, T] -> [B, T]); unbiased for KL(p || ref), high variance."""
     return logprobs - ref_logprobs
 
 
+@register_kl("k2")
 def kl_k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """k2 = 0.5 (log p - log p_ref)^2 per token ([B, T] -> [B, T]); biased, low variance, always >= 0."""
     return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
+@register_kl("k3")
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """k3 = exp(ref - logp) - (ref - logp) - 1 per token ([B, T] -> [B, T]); unbiased, >= 0 (low_var_kl).
 

@@ -64,11 +64,11 @@ def data_filter(
     """R1-Searcher's difficulty filter: bin data.train questions by the policy's pass rate over k samples."""
     from searchrl.data.sources import load_source
     from searchrl.models import load_policy
+    from searchrl.rewards.trajectory import named_reward
     from searchrl.rollout.build import build_rollout
     from searchrl.rollout.difficulty import bin_examples, pass_rates, write_bins
     from searchrl.rollout.hf import HFGenerator
     from searchrl.rollout.prompts import prompt_ids
-    from searchrl.trainer.loop import named_reward
 
     cfg = resolve(config, overrides)
     examples = load_source(cfg.data.train, "train", cfg.data.max_examples)

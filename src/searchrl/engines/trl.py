@@ -38,12 +38,12 @@ from typing import Any
 from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS
 from searchrl.rewards.normalize import exact_match
-from searchrl.rewards.schedules import RewardSchedule, RewardStage
+from searchrl.rewards.schedules import RewardSchedule
+from searchrl.rewards.trajectory import TrajectoryReward, scheduled_rewards
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.build import build_rollout
 from searchrl.rollout.engine import RolloutRequest
 from searchrl.rollout.prompts import prompt_ids
-from searchrl.trainer.stages import TrajectoryReward, named_reward
 from searchrl.types import QAExample, Trajectory
 
 TRL_PIN = "1.16.0"  # the version whose rollout_func / env_mask contract this module was written against
@@ -64,6 +64,10 @@ def grpo_args(cfg: Config, world: int = 1) -> dict[str, Any]:
     t, r = cfg.train, cfg.rollout
     if t.algorithm not in ("grpo", "dr_grpo"):
         raise _reject("train.algorithm", t.algorithm, "TRL's GRPOTrainer runs grpo and dr_grpo only; use --engine ours")
+    if t.policy_loss != "ppo_clip":
+        raise _reject("train.policy_loss", t.policy_loss, "TRL's GRPO loss is the clipped surrogate (ppo_clip)")
+    if t.clip_ratio_c is not None:
+        raise _reject("train.clip_ratio_c", t.clip_ratio_c, "TRL's GRPO loss has no dual clip")
     if t.loss_agg not in LOSS_TYPE:
         raise _reject("train.loss_agg", t.loss_agg, f"TRL has no such loss; choose one of {sorted(LOSS_TYPE)}")
     if t.algorithm == "dr_grpo" and t.loss_agg != "seq-mean-token-sum-norm":
@@ -197,9 +201,8 @@ def trl_reward(cfg: Config, reward_fn: TrajectoryReward | None = None) -> Callab
     """
     t = cfg.train
     protocol = PROTOCOLS[cfg.rollout.protocol]
-    stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule) or (RewardStage(t.reward),)
-    schedule = RewardSchedule(stages)
-    scheduled = {s.reward: named_reward(s.reward, protocol) for s in stages}
+    schedule = RewardSchedule.from_config(t)
+    scheduled = scheduled_rewards(schedule, protocol)
     per_rl_step = max(1, cfg.train.prompts_per_step * cfg.rollout.group_size // t.mini_batch) * t.epochs
 
     def searchrl_reward(
@@ -246,7 +249,7 @@ def build_grpo_trainer(
     if cfg.train.lora_r > 0:
         from peft import LoraConfig
 
-        from searchrl.trainer.components import LORA_TARGETS
+        from searchrl.trainer.lora import LORA_TARGETS
 
         peft_config = LoraConfig(
             r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from searchrl.data.protocols import PROTOCOLS
+from searchrl.metrics import merge_steps
 from searchrl.report.page import fmt, is_number
 from searchrl.rewards.normalize import exact_match
-from searchrl.trainer.metrics import merge_steps
 
 MAX_EXAMPLES = 50  # trajectories kept per method, to bound the page size
 TRAIN_SAMPLES = "training samples"

@@ -4,14 +4,19 @@ R1-Searcher trains in two stages: stage 1 rewards retrieving in the right format
 answer F1 under a format penalty. A schedule is an ordered tuple of stages, each active from the end
 of the previous one until its own ``until_step`` (exclusive); the last stage has no end. Steps count
 optimizer steps from 0. A schedule is plain data; it names rewards from ``REWARD_FUNCTIONS``.
+:meth:`RewardSchedule.from_config` is the one place a run's schedule is read from its config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from searchrl.rewards.outcome import REWARD_FUNCTIONS, RewardFn, RewardInput
+
+if TYPE_CHECKING:
+    from searchrl.config import TrainConfig
 
 __all__ = ["RewardSchedule", "RewardStage"]
 
@@ -42,6 +47,12 @@ class RewardSchedule:
         bounds = [0, *(e for e in ends if e is not None)]
         if any(nxt <= prev for prev, nxt in pairwise(bounds)):
             raise ValueError(f"stage ends must be positive and strictly increasing, got {ends}")
+
+    @classmethod
+    def from_config(cls, train: TrainConfig) -> RewardSchedule:
+        """``train.reward_schedule``, or ``train.reward`` for the whole run when that list is empty."""
+        stages = tuple(RewardStage(s.reward, s.until_step) for s in train.reward_schedule)
+        return cls(stages or (RewardStage(train.reward),))
 
     @classmethod
     def single(cls, reward: str) -> RewardSchedule:

@@ -1,4 +1,5 @@
-"""Collating trajectories into padded tensors: the boundary where ids and ``loss_mask`` meet torch.
+"""Collating trajectories into padded tensors (the boundary where ids and ``loss_mask`` meet torch), and
+the scored batch the update consumes.
 
 Targets are shifted by one: position t of every ``[B, T-1]`` tensor refers to token t+1 of the
 sequence (the token predicted from positions 0..t). ``loss_mask`` comes from the trajectories as the
@@ -23,7 +24,6 @@ class RolloutBatch:
     input_ids: torch.Tensor  # [B, T] long, right-padded with the pad id
     attention_mask: torch.Tensor  # [B, T] long, 1 = real token
     loss_mask: torch.Tensor  # [B, T-1] float, 1 = target token sampled by the policy (see module doc)
-    sample_logprobs: torch.Tensor  # [B, T-1] float, log-prob recorded when sampling (0 off-mask)
     rewards: torch.Tensor  # [B] float, one outcome reward per trajectory
     group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
     policy_mask: torch.Tensor  # [B, T-1] float, the rollout's loss_mask as built (= loss_mask unless the ablation)
@@ -31,7 +31,7 @@ class RolloutBatch:
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
-        for name in ("loss_mask", "sample_logprobs", "policy_mask"):
+        for name in ("loss_mask", "policy_mask"):
             assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
         assert self.rewards.shape == (b,) and self.group.shape == (b,)
 
@@ -55,42 +55,47 @@ def collate(
     pad_id: int,
     *,
     mask_retrieved: bool = True,
-    max_len: int | None = None,
 ) -> RolloutBatch:
-    """Pad trajectories on the right into a :class:`RolloutBatch`.
-
-    ``max_len`` truncates each sequence (ids, mask and log-probs together) before padding.
-    """
+    """Pad trajectories on the right into a :class:`RolloutBatch`."""
     if not (len(trajectories) == len(rewards) == len(groups)) or not trajectories:
         raise ValueError("collate needs one reward and one group per trajectory, and at least one trajectory")
     rows = []
     for traj in trajectories:
         traj.check()
-        n = len(traj.ids) if max_len is None else min(len(traj.ids), max_len)
-        mask = traj.loss_mask[:n]
+        n = len(traj.ids)
+        mask = traj.loss_mask
         if not mask_retrieved:
             mask = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
-        rows.append((traj.ids[:n], mask, traj.logprobs[:n], traj.loss_mask[:n]))
+        rows.append((traj.ids, mask, traj.loss_mask))
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
     attn = torch.zeros((b, width), dtype=torch.long)
     mask_t = torch.zeros((b, width), dtype=torch.float32)
-    lp = torch.zeros((b, width), dtype=torch.float32)
     own = torch.zeros((b, width), dtype=torch.float32)
-    for i, (r_ids, r_mask, r_lp, r_own) in enumerate(rows):
+    for i, (r_ids, r_mask, r_own) in enumerate(rows):
         n = len(r_ids)
         ids[i, :n] = torch.tensor(r_ids, dtype=torch.long)
         attn[i, :n] = 1
         mask_t[i, :n] = torch.tensor(r_mask, dtype=torch.float32)
-        lp[i, :n] = torch.tensor(r_lp, dtype=torch.float32)
         own[i, :n] = torch.tensor(r_own, dtype=torch.float32)
     return RolloutBatch(
         input_ids=ids,
         attention_mask=attn,
         loss_mask=mask_t[:, 1:],
-        sample_logprobs=lp[:, 1:] * mask_t[:, 1:],
         rewards=torch.tensor(list(rewards), dtype=torch.float32),
         group=torch.tensor(list(groups), dtype=torch.long),
         policy_mask=own[:, 1:],
     )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A rollout batch with everything the update needs (all [B, T-1], 0 off the mask)."""
+
+    batch: RolloutBatch
+    old_logprobs: torch.Tensor | None  # None: fully on-policy, the update uses the detached new log-probs
+    ref_logprobs: torch.Tensor | None  # None: no KL reference
+    old_values: torch.Tensor | None  # None: no critic
+    advantages: torch.Tensor
+    returns: torch.Tensor  # the critic's targets

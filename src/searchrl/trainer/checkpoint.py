@@ -3,6 +3,7 @@
 A checkpoint is a folder ``ckpt-<step>`` written under a temporary name and renamed into place, then
 ``latest`` (a small text file, also replaced atomically) points at it. A run killed at any moment
 leaves either the previous checkpoint or the new one, never a half-written one.
+:func:`load_trained_policy` rebuilds a run's policy (its config, base model, adapter, latest weights).
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from searchrl.trainer.lora import add_lora
 from searchrl.utils import atomic_dir, atomic_write_text
+
+if TYPE_CHECKING:
+    from searchrl.config import Config
 
 
 @dataclass
@@ -132,3 +137,24 @@ def load_checkpoint(
         generator.set_state(blob["generator"])
     meta = json.loads((path / "state.json").read_text())
     return TrainState(step=meta["step"], data_position=meta["data_position"], extra=meta.get("extra") or None)
+
+
+def load_trained_policy(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Config, Any, Any, int]:
+    """The policy of a run folder: its saved config (plus ``overrides``), the base model, the LoRA adapter
+    (if the run used one) and the weights of its latest checkpoint. Returns (config, policy, tokenizer, step)."""
+    from searchrl.config import load_config
+    from searchrl.models import load_policy
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (no 'latest' pointer)")
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    policy = add_lora(model, cfg.train.lora_r, cfg.train.lora_alpha, cfg.seed) if cfg.train.lora_r > 0 else model
+    load_weights(ckpt, "policy", policy)
+    policy.eval()
+    step = int(json.loads((ckpt / "state.json").read_text())["step"])
+    return cfg, policy, tok, step

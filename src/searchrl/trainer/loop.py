@@ -1,8 +1,10 @@
 """The RL loop as named stages: rollout -> reward -> log-probs -> advantages -> update -> metrics.
 
-Where each concern lives: the stages' math and config glue in :mod:`searchrl.trainer.stages`, the
+Where each concern lives: the collated batch in :mod:`searchrl.trainer.batch`, log-probs in
+:mod:`searchrl.trainer.logprobs`, the advantage stage in :mod:`searchrl.trainer.advantage`, the
 optimizer update in :mod:`searchrl.trainer.update`, checkpoints in :mod:`searchrl.trainer.checkpoint`,
-the models in :mod:`searchrl.trainer.components`. This module wires them into :class:`Trainer`.
+the models beside the policy in :mod:`~searchrl.trainer.lora`, :mod:`~searchrl.trainer.reference` and
+:mod:`~searchrl.trainer.critic`. This module wires them into :class:`Trainer`.
 
 Deviations from the papers, on purpose:
 
@@ -21,7 +23,6 @@ Deviations from the papers, on purpose:
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -33,15 +34,18 @@ import torch
 
 from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
+from searchrl.metrics import MetricsSink
 from searchrl.rewards.normalize import exact_match
-from searchrl.rewards.schedules import RewardSchedule, RewardStage
+from searchrl.rewards.schedules import RewardSchedule
+from searchrl.rewards.trajectory import TrajectoryReward, scheduled_rewards
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
 from searchrl.rollout.build import build_rollout
 from searchrl.rollout.engine import RolloutRequest
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.rollout.trace import text_spans
-from searchrl.trainer.batch import RolloutBatch, collate
+from searchrl.trainer.advantage import compute_advantages
+from searchrl.trainer.batch import RolloutBatch, Scored, collate
 from searchrl.trainer.checkpoint import (
     TrainState,
     checkpoint_dir,
@@ -49,22 +53,15 @@ from searchrl.trainer.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from searchrl.trainer.components import Reference, ValueModel, add_lora, build_critic
+from searchrl.trainer.critic import ValueModel, build_critic
 from searchrl.trainer.distributed import Distributed
-from searchrl.trainer.metrics import MetricsSink
-from searchrl.trainer.policy import token_logprobs
-from searchrl.trainer.stages import (
-    Scored,
-    TrajectoryReward,
-    advantages,
-    named_reward,
-    rollout_metrics,
-    seed_everything,
-)
+from searchrl.trainer.logprobs import token_logprobs
+from searchrl.trainer.lora import add_lora
+from searchrl.trainer.reference import Reference
 from searchrl.trainer.update import PolicyUpdate
 from searchrl.types import QAExample, Trajectory
 
-__all__ = ["Scored", "Trainer", "TrajectoryReward", "load_trained_policy", "named_reward"]
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -87,18 +84,15 @@ class Trainer:
         if not examples:
             raise ValueError("training needs at least one example")
         t = cfg.train
-        if t.kl_in_reward and t.algorithm in ("grpo", "dr_grpo", "rloo") and t.kl_coef > 0:
-            raise ValueError(f"train.algorithm={t.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         self.cfg, self.tokenizer, self.examples = cfg, tokenizer, list(examples)
         self.dist = dist or Distributed()
         self.dist.share(t.prompts_per_step)  # fails early, naming the field, when the prompts do not split evenly
         protocol = PROTOCOLS[cfg.rollout.protocol]
-        stages = tuple(RewardStage(s.reward, s.until_step) for s in t.reward_schedule) or (RewardStage(t.reward),)
-        self.schedule = RewardSchedule(stages)  # train.reward_schedule, else train.reward throughout
-        self.scheduled = {s.reward: named_reward(s.reward, protocol) for s in stages}
+        self.schedule = RewardSchedule.from_config(t)
+        self.scheduled = scheduled_rewards(self.schedule, protocol)
         self.reward_fn = reward_fn  # an explicit reward function replaces the configured ones
         self.run_dir = Path(run_dir)
-        seed_everything(cfg.seed)
+        _seed_everything(cfg.seed)
         self.lora = t.lora_r > 0
         base = policy
         self.policy = add_lora(policy, t.lora_r, t.lora_alpha, cfg.seed) if self.lora else policy
@@ -113,7 +107,14 @@ class Trainer:
             cparams = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=0.0)
         self.update = PolicyUpdate(
-            t, self.policy, self.optimizer, self.critic, self.critic_opt, kl_in_loss=t.kl_coef > 0, dist=self.dist
+            t,
+            self.policy,
+            self.optimizer,
+            self.critic,
+            self.critic_opt,
+            kl_in_loss=t.kl_coef > 0,
+            norm_len=cfg.rollout.max_context,  # as TRL's max_completion_length (engines/trl.py)
+            dist=self.dist,
         )
         self.protocol: TagProtocol = protocol
         self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
@@ -152,7 +153,38 @@ class Trainer:
             self.reference.load(start)
         return True
 
-    # -- stages -----------------------------------------------------------------------------------
+    # -- one step ---------------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        if self.state.step == 0 and self.reference is not None:
+            self.reference.capture()  # the policy RL starts from (a warm start, stage 1): the KL reference
+        clock = _Clock()
+        examples = self.next_examples()
+        mine = [examples[i] for i in self.dist.share(len(examples))]
+        trajs = clock.time("rollout", self.stage_rollout, mine)
+        rewards, em = self.stage_reward(mine, trajs)
+        trajs, rewards, em = self.stage_gather(trajs, rewards, em)
+        batch = self.stage_collate(examples, trajs, rewards)
+        old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
+        adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
+        stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
+        metrics = {**_rollout_metrics(trajs, rewards, em), **stats, **clock.timings()}
+        self.state.step += 1
+        self.stage_log(examples, trajs, rewards, metrics)
+        return metrics
+
+    def fit(self, steps: int | None = None, progress: Any = None) -> list[dict[str, float]]:
+        """Run until ``train.steps`` (or ``steps``) have been done; checkpoints along the way."""
+        total = self.cfg.train.steps if steps is None else steps
+        history = []
+        while self.state.step < total:
+            history.append(self.step())
+            if progress is not None:
+                progress(self.state.step, total, history[-1])
+            if self.state.step % self.cfg.train.checkpoint_every == 0 or self.state.step == total:
+                self.save()
+        return history
+
+    # -- the stages, in the order step() runs them ------------------------------------------------
     def next_examples(self) -> list[QAExample]:
         n = self.cfg.train.prompts_per_step
         picked = [self.examples[self.order[(self.state.data_position + i) % len(self.order)]] for i in range(n)]
@@ -179,21 +211,18 @@ class Trainer:
         em = [exact_match(t.answer, g) if t.answer is not None else 0.0 for t, g in zip(trajs, golds, strict=True)]
         return rewards, em
 
-    def _forward_chunks(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
-        mb = self.cfg.train.micro_batch
-        outs = []
-        for s in range(0, batch.size, mb):
-            idx = torch.arange(s, min(s + mb, batch.size))
-            sub = batch.select(idx)
-            lp, _ = token_logprobs(model, sub.input_ids, sub.attention_mask, sub.loss_mask)
-            outs.append(lp)
-        return torch.cat(outs)
+    def stage_gather(
+        self, trajs: list[Trajectory], rewards: list[float], em: list[float]
+    ) -> tuple[list[Trajectory], list[float], list[float]]:
+        """Every rank's trajectories and scores, in global order (a no-op in one process)."""
+        g = self.dist.gather_list
+        return g(trajs), g(rewards), g(em)
 
-    def _on_policy(self, batch_size: int) -> bool:
-        """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
-        t = self.cfg.train
-        kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
-        return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
+    def stage_collate(self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float]) -> RolloutBatch:
+        groups = [i for i in range(len(examples)) for _ in range(self.cfg.rollout.group_size)]
+        pad = int(self.tokenizer.pad_token_id)
+        batch = collate(trajs, rewards, groups, pad, mask_retrieved=self.cfg.train.mask_retrieved_tokens)
+        return batch.to(next(self.policy.parameters()).device)
 
     @torch.no_grad()
     def stage_logprobs(
@@ -218,20 +247,30 @@ class Trainer:
             None if values is None else gather(values),
         )
 
+    def _on_policy(self, batch_size: int) -> bool:
+        """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
+        t = self.cfg.train
+        kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
+        return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
+
+    def _forward_chunks(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
+        mb = self.cfg.train.micro_batch
+        outs = []
+        for s in range(0, batch.size, mb):
+            idx = torch.arange(s, min(s + mb, batch.size))
+            sub = batch.select(idx)
+            lp, _ = token_logprobs(model, sub.input_ids, sub.attention_mask, sub.loss_mask)
+            outs.append(lp)
+        return torch.cat(outs)
+
     def stage_advantages(
         self, batch: RolloutBatch, old: torch.Tensor | None, ref: torch.Tensor | None, values: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return advantages(self.cfg.train, batch, old, ref, values)
+        return compute_advantages(self.cfg.train, batch, old, ref, values)
 
     def stage_update(self, scored: Scored) -> dict[str, float]:
         gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.state.step)
         return self.update.run(scored, gen)
-
-    def stage_collate(self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float]) -> RolloutBatch:
-        groups = [i for i in range(len(examples)) for _ in range(self.cfg.rollout.group_size)]
-        pad = int(self.tokenizer.pad_token_id)
-        batch = collate(trajs, rewards, groups, pad, mask_retrieved=self.cfg.train.mask_retrieved_tokens)
-        return batch.to(next(self.policy.parameters()).device)
 
     def stage_log(
         self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float], metrics: dict[str, float]
@@ -254,43 +293,28 @@ class Trainer:
             spans=text_spans(trajs[best], self.tokenizer),
         )
 
-    def stage_gather(
-        self, trajs: list[Trajectory], rewards: list[float], em: list[float]
-    ) -> tuple[list[Trajectory], list[float], list[float]]:
-        """Every rank's trajectories and scores, in global order (a no-op in one process)."""
-        g = self.dist.gather_list
-        return g(trajs), g(rewards), g(em)
 
-    # -- one step ---------------------------------------------------------------------------------
-    def step(self) -> dict[str, float]:
-        if self.state.step == 0 and self.reference is not None:
-            self.reference.capture()  # the policy RL starts from (a warm start, stage 1): the KL reference
-        clock = _Clock()
-        examples = self.next_examples()
-        mine = [examples[i] for i in self.dist.share(len(examples))]
-        trajs = clock.time("rollout", self.stage_rollout, mine)
-        rewards, em = self.stage_reward(mine, trajs)
-        trajs, rewards, em = self.stage_gather(trajs, rewards, em)
-        batch = self.stage_collate(examples, trajs, rewards)
-        old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
-        adv, ret = clock.time("logprobs", self.stage_advantages, batch, old, ref, values)
-        stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret, trajs))
-        metrics = {**rollout_metrics(trajs, rewards, em), **stats, **clock.timings()}
-        self.state.step += 1
-        self.stage_log(examples, trajs, rewards, metrics)
-        return metrics
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
-    def fit(self, steps: int | None = None, progress: Any = None) -> list[dict[str, float]]:
-        """Run until ``train.steps`` (or ``steps``) have been done; checkpoints along the way."""
-        total = self.cfg.train.steps if steps is None else steps
-        history = []
-        while self.state.step < total:
-            history.append(self.step())
-            if progress is not None:
-                progress(self.state.step, total, history[-1])
-            if self.state.step % self.cfg.train.checkpoint_every == 0 or self.state.step == total:
-                self.save()
-        return history
+
+def _rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[float]) -> dict[str, float]:
+    """The step's ``reward/…``, ``rollout/…`` and ``retrieval/…`` scalars (means over its trajectories)."""
+    n = len(trajs)
+    return {
+        "reward/mean": float(np.mean(rewards)),
+        "reward/std": float(np.std(rewards)),
+        "reward/em": float(np.mean(em)),
+        "rollout/searches": sum(t.n_searches for t in trajs) / n,
+        "rollout/invalid": sum(t.n_invalid for t in trajs) / n,
+        "rollout/answered": sum(t.answer is not None for t in trajs) / n,
+        "rollout/response_tokens": sum(len(t.ids) - t.prompt_len for t in trajs) / n,
+        "rollout/policy_tokens": sum(t.n_policy_tokens for t in trajs) / n,
+        "retrieval/seconds_per_search": sum(x.retrieval_s for t in trajs for x in t.turns if x.action == "search")
+        / max(1, sum(t.n_searches for t in trajs)),
+    }
 
 
 class _Clock:
@@ -311,25 +335,3 @@ class _Clock:
             **{f"perf/time_{k}": v for k, v in self.spent.items()},
             "perf/time_step": time.perf_counter() - self.start,
         }
-
-
-def load_trained_policy(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Config, Any, Any, int]:
-    """The policy of a run folder: its saved config (plus ``overrides``), the base model, the LoRA adapter
-    (if the run used one) and the weights of its latest checkpoint. Returns (config, policy, tokenizer, step)."""
-    from searchrl.config import load_config
-    from searchrl.models import load_policy
-    from searchrl.trainer.checkpoint import load_weights
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (no 'latest' pointer)")
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-    policy = add_lora(model, cfg.train.lora_r, cfg.train.lora_alpha, cfg.seed) if cfg.train.lora_r > 0 else model
-    load_weights(ckpt, "policy", policy)
-    policy.eval()
-    step = int(json.loads((ckpt / "state.json").read_text())["step"])
-    return cfg, policy, tok, step

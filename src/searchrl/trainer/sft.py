@@ -20,7 +20,7 @@ from searchrl.data.protocols import TagProtocol
 from searchrl.retrieval.base import Retriever
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.trainer.batch import collate
-from searchrl.trainer.policy import token_logprobs
+from searchrl.trainer.logprobs import token_logprobs
 from searchrl.types import Trajectory, Turn
 
 if TYPE_CHECKING:

@@ -4,24 +4,43 @@ Gradient accumulation weights each micro-batch by its share of the mini-batch's 
 micro-batch size x accumulation steps does not change the update. A non-finite loss or gradient skips
 that optimizer step and is logged (``actor/skipped_steps``). Rows whose advantages are all zero are
 not run when no other loss term needs them (``train.fast_paths``): their gradient is exactly zero.
+
+Deliberate choices:
+
+* ``train.loss_agg`` aggregates the value loss as it does the policy loss (veRL does the same): with a
+  sequence-mean mode the micro-batches are weighted by rows, and a value loss averaged over tokens
+  instead would make the update depend on ``micro_batch``.
+* ``seq-mean-token-sum-norm`` (Dr. GRPO) divides by rows x ``norm_len``, a constant of the run: the
+  trainer passes ``rollout.max_context``, the constant TRL's path gets as ``max_completion_length``
+  (``searchrl.engines.trl``), never the step's padded width.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from searchrl.algorithms.losses import clipped_policy_loss, value_loss
+from searchrl.algorithms.losses import KL_ESTIMATORS, POLICY_LOSSES, value_loss
 from searchrl.algorithms.masked import masked_mean
-from searchrl.algorithms.registry import KL_ESTIMATORS
 from searchrl.config import TrainConfig
-from searchrl.trainer.components import ValueModel
+from searchrl.trainer.batch import Scored
+from searchrl.trainer.critic import ValueModel
 from searchrl.trainer.distributed import Distributed
-from searchrl.trainer.policy import token_logprobs
-from searchrl.trainer.stages import Scored
+from searchrl.trainer.logprobs import token_logprobs
+
+
+@dataclass(frozen=True)
+class MicroLoss:
+    """The loss of one micro-batch and what is logged about it."""
+
+    loss: torch.Tensor  # scalar to backpropagate: policy loss (+ KL, - entropy bonus, + value loss)
+    terms: dict[str, float]  # loss terms of this micro-batch (actor/pg_loss, ...), averaged with its weight
+    token_sums: dict[str, float]  # monitored statistics (actor/kl, actor/entropy) summed over its policy tokens
+    policy_tokens: float  # how many policy tokens those sums cover
 
 
 class PolicyUpdate:
@@ -34,12 +53,14 @@ class PolicyUpdate:
         optimizer: torch.optim.Optimizer,
         critic: ValueModel | None,
         critic_opt: torch.optim.Optimizer | None,
+        *,
         kl_in_loss: bool,  # a KL term with kl_coef > 0 in the loss (a reference kept only for logging is not)
+        norm_len: int,  # Dr. GRPO's constant (loss_agg seq-mean-token-sum-norm): rollout.max_context
         dist: Distributed | None = None,
     ) -> None:
         self.t, self.policy, self.optimizer = t, policy, optimizer
         self.critic, self.critic_opt = critic, critic_opt
-        self.kl_in_loss = kl_in_loss
+        self.kl_in_loss, self.norm_len = kl_in_loss, norm_len
         self.dist = dist or Distributed()
 
     def only_policy_loss(self) -> bool:
@@ -81,15 +102,15 @@ class PolicyUpdate:
             weight = float(scored.batch.loss_mask[idx].sum()) / total_tokens
             if t.loss_agg != "token-mean":
                 weight = len(idx) / n_rows
-            parts = self.micro_losses(scored, idx)
-            loss = parts.pop("loss")
-            for k, v in parts.pop("sums").items():
+            micro = self.micro_loss(scored, idx)
+            sums["policy_tokens"] += micro.policy_tokens
+            for k, v in micro.token_sums.items():
                 sums[k] = sums.get(k, 0.0) + v
-            if not torch.isfinite(loss):
+            if not torch.isfinite(micro.loss):
                 finite = False
                 break
-            (loss * weight).backward()
-            for k, v in parts.items():
+            (micro.loss * weight).backward()
+            for k, v in micro.terms.items():
                 out[k] = out.get(k, 0.0) + v * weight
         self.dist.sum_grads(self._params())
         out = self.dist.sum_stats(out)  # each rank's parts are weighted by its share of the global tokens
@@ -133,9 +154,9 @@ class PolicyUpdate:
                 opt.zero_grad(set_to_none=True)
         return norm, stepped
 
-    def micro_losses(self, scored: Scored, idx: torch.Tensor) -> dict[str, Any]:
-        """The loss of rows ``idx`` (key ``loss``, a tensor), its parts as floats, and under ``sums`` the
-        monitored statistics (entropy, KL) summed over the rows' policy tokens, with their count."""
+    def micro_loss(self, scored: Scored, idx: torch.Tensor) -> MicroLoss:
+        """The loss of rows ``idx``, its terms, and the monitored statistics (entropy, KL) summed over the
+        rows' own policy tokens."""
         t = self.t
         b = scored.batch.select(idx)
         mask = b.loss_mask
@@ -144,18 +165,28 @@ class PolicyUpdate:
             self.policy, b.input_ids, b.attention_mask, mask, with_entropy=bonus or t.log_entropy, entropy_grad=bonus
         )
         old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
-        pl = clipped_policy_loss(
-            new, old, scored.advantages[idx], mask, clip_low=t.clip_eps, clip_high=t.clip_eps, agg=t.loss_agg
+        pl = POLICY_LOSSES[t.policy_loss](
+            new,
+            old,
+            scored.advantages[idx],
+            mask,
+            clip_low=t.clip_eps,
+            clip_high=t.clip_eps,
+            dual_clip=t.clip_ratio_c,
+            agg=t.loss_agg,
+            norm_len=self.norm_len,
         )
         loss = pl.loss
-        out: dict[str, Any] = {
+        terms = {
             "actor/pg_loss": float(pl.loss.detach()),
             "actor/clip_frac": float(pl.clip_frac),
             "actor/approx_kl": float(pl.approx_kl),
         }
+        if t.clip_ratio_c is not None:
+            terms["actor/dual_clip_frac"] = float(pl.dual_clip_frac)
         # monitored over the policy's own tokens (a subset of the loss mask), in the ablation too
         own = b.policy_mask
-        sums = {"policy_tokens": float(own.sum())}
+        sums: dict[str, float] = {}
         if scored.ref_logprobs is not None:
             estimator, ref = KL_ESTIMATORS[t.kl_estimator], scored.ref_logprobs[idx]
             if self.kl_in_loss and not t.kl_in_reward:  # the KL term of the loss
@@ -167,9 +198,8 @@ class PolicyUpdate:
             sums["actor/entropy"] = float((ent.detach() * own).sum())
         if self.critic is not None and scored.old_values is not None:
             values = self.critic(b.input_ids, b.attention_mask)
-            vl = value_loss(values, scored.old_values[idx], scored.returns[idx], mask)
+            old_values, returns = scored.old_values[idx], scored.returns[idx]
+            vl = value_loss(values, old_values, returns, mask, agg=t.loss_agg, norm_len=self.norm_len)
             loss = loss + vl.loss
-            out["critic/value_loss"] = float(vl.loss.detach())
-        out["loss"] = loss
-        out["sums"] = sums
-        return out
+            terms["critic/value_loss"] = float(vl.loss.detach())
+        return MicroLoss(loss, terms, sums, float(own.sum()))

@@ -3,7 +3,8 @@
 The 49k-token vocabulary head dominates a small model's cost and memory. Instead of running the full
 head over every position and taking a full-vocabulary fp32 ``log_softmax``, we run the transformer body
 once, gather the hidden states of the positions whose target is in ``positions`` (usually the
-``loss_mask``), and apply the head in chunks of ``chunk`` rows: log p = logit[target] - logsumexp(logits).
+``loss_mask``), and apply the head in chunks of ``chunk`` rows: log p = logit[target] - logsumexp(logits)
+(the per-chunk math is :mod:`searchrl.algorithms.logprobs`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from searchrl.algorithms.logprobs import head_logprobs
+from searchrl.algorithms.logprobs import entropy_from_logits, head_logprobs, logprobs_from_logits
 
 
 def _body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
@@ -45,6 +46,8 @@ def token_logprobs(
     ``entropy_grad=False`` computes the entropy as a detached statistic and keeps the log-probs on the fused
     path (logits never stored).
     """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     body, head = _body_and_head(model)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
     where = positions.bool()
@@ -57,16 +60,16 @@ def token_logprobs(
         if not with_entropy:
             return out, None
         with torch.no_grad():
-            parts = [_entropy(head(h[s : s + chunk]).float()) for s in range(0, h.shape[0], chunk)]
+            parts = [entropy_from_logits(head(h[s : s + chunk])) for s in range(0, h.shape[0], chunk)]
             e = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
         return out, hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, e)
     lp_parts, ent_parts = [], []
     for s in range(0, h.shape[0], chunk):
         logits = head(h[s : s + chunk]).float()  # [n, V], one chunk at a time
         lse = torch.logsumexp(logits, dim=-1)
-        lp_parts.append(logits.gather(-1, targets[s : s + chunk, None])[:, 0] - lse)
+        lp_parts.append(logprobs_from_logits(logits, targets[s : s + chunk], lse))
         if with_entropy:
-            ent_parts.append(_entropy(logits, lse))
+            ent_parts.append(entropy_from_logits(logits, lse))
     out = hidden.new_zeros(where.shape, dtype=torch.float32)
     flat = torch.cat(lp_parts) if lp_parts else hidden.new_zeros(0, dtype=torch.float32)
     out = out.masked_scatter(where, flat)
@@ -75,9 +78,3 @@ def token_logprobs(
         e = torch.cat(ent_parts) if ent_parts else hidden.new_zeros(0, dtype=torch.float32)
         ent = hidden.new_zeros(where.shape, dtype=torch.float32).masked_scatter(where, e)
     return out, ent
-
-
-def _entropy(logits: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
-    """Entropy of softmax(logits) per row: logsumexp - E_p[logit]."""
-    lse = torch.logsumexp(logits, dim=-1) if lse is None else lse
-    return lse - (torch.softmax(logits, dim=-1) * logits).sum(-1)

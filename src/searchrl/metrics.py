@@ -1,7 +1,9 @@
 """The one metrics sink: namespaced scalars to JSONL (always) and TensorBoard (when installed).
 
 Keys are namespaced (``rollout/…``, ``retrieval/…``, ``reward/…``, ``actor/…``, ``critic/…``,
-``perf/…``, ``eval/<dataset>/…``); a key without a namespace is a bug and raises.
+``perf/…``, ``eval/<dataset>/…``); a key without a namespace is a bug and raises. The trainer writes
+``metrics.jsonl`` through :class:`MetricsSink`; reports, experiments and the demo read it back with
+:func:`read_metrics` (so the reader lives beside the writer, outside ``searchrl.trainer``).
 """
 
 from __future__ import annotations
