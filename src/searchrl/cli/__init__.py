@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from searchrl.cli import data, evaluate, experiment, retrieval, train
+from searchrl.cli import data, evaluate, experiment, export, retrieval, train
 from searchrl.cli.common import install_interrupt_handler
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("ask")(evaluate.ask)
 app.command("report")(evaluate.report)
 app.command("demo")(evaluate.demo)
 app.command("experiment")(experiment.experiment)
+app.command("export")(export.export_cmd)
 
 
 def main() -> None:

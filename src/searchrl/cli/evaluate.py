@@ -60,7 +60,7 @@ def eval_cmd(
     from searchrl.rewards.normalize import METRICS
     from searchrl.rollout.build import build_rollout
     from searchrl.rollout.hf import HFGenerator
-    from searchrl.trainer.loop import load_trained_policy
+    from searchrl.trainer.checkpoint import load_trained_policy
     from searchrl.utils import atomic_write_text
 
     console = error_console()
@@ -185,7 +185,7 @@ def ask(
     from searchrl.rollout.hf import HFGenerator
     from searchrl.rollout.prompts import prompt_ids
     from searchrl.rollout.trace import format_trace
-    from searchrl.trainer.loop import load_trained_policy
+    from searchrl.trainer.checkpoint import load_trained_policy
 
     try:
         cfg, policy, tok, step = load_trained_policy(checkpoint, overrides)
