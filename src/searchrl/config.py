@@ -155,6 +155,14 @@ class TrainConfig(Section):
     )
     steps: int = Field(10, ge=0, description="RL steps (one rollout batch each).")
     prompts_per_step: int = Field(4, ge=1, description="Distinct questions per step.")
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO's dynamic sampling: keep drawing prompts until prompts_per_step groups have unequal "
+        "rewards (groups whose samples all score the same carry no GRPO gradient), then train on those.",
+    )
+    dynamic_sampling_max_groups: int = Field(
+        0, ge=0, description="Cap on the groups generated per step with dynamic_sampling (0 = 4 x prompts_per_step)."
+    )
     lr: float = Field(1e-4, gt=0, description="Policy learning rate.")
     critic_lr: float = Field(1e-4, gt=0, description="Critic learning rate (PPO).")
     lora_r: int = Field(16, ge=0, description="LoRA rank; 0 trains every parameter.")

@@ -58,6 +58,7 @@ from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.logprobs import token_logprobs
 from searchrl.trainer.lora import add_lora
 from searchrl.trainer.reference import Reference
+from searchrl.trainer.sampling import Drawn
 from searchrl.trainer.update import PolicyUpdate
 from searchrl.types import QAExample, Trajectory
 
@@ -158,16 +159,14 @@ class Trainer:
         if self.state.step == 0 and self.reference is not None:
             self.reference.capture()  # the policy RL starts from (a warm start, stage 1): the KL reference
         clock = _Clock()
-        examples = self.next_examples()
-        mine = [examples[i] for i in self.dist.share(len(examples))]
-        trajs = clock.time("rollout", self.stage_rollout, mine)
-        rewards, em = self.stage_reward(mine, trajs)
-        trajs, rewards, em = self.stage_gather(trajs, rewards, em)
+        drawn = self.stage_sample(clock)
+        examples, trajs, rewards = drawn.train_groups(self.dist.world)
         batch = self.stage_collate(examples, trajs, rewards)
         old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
         adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
         stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
-        metrics = {**_rollout_metrics(trajs, rewards, em), **stats, **clock.timings()}
+        metrics = {**_rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
+        metrics |= {**stats, **clock.timings()}
         self.state.step += 1
         self.stage_log(examples, trajs, rewards, metrics)
         return metrics
@@ -191,7 +190,25 @@ class Trainer:
         self.state.data_position += n
         return picked
 
-    def stage_rollout(self, examples: list[QAExample]) -> list[Trajectory]:
+    def stage_sample(self, clock: _Clock) -> Drawn:
+        """This step's groups, scored and gathered from every rank: one draw of ``prompts_per_step``
+        prompts, or with ``train.dynamic_sampling`` further draws until ``prompts_per_step`` groups have
+        unequal rewards or ``dynamic_sampling_max_groups`` groups were generated. Every draw moves the
+        data position, so a resumed run continues where the sampling stopped. The counts are global:
+        every rank sees the same gathered rewards."""
+        t = self.cfg.train
+        cap = t.dynamic_sampling_max_groups or 4 * t.prompts_per_step
+        drawn = Drawn(t.dynamic_sampling, t.prompts_per_step, self.cfg.rollout.group_size)
+        while True:
+            examples = self.next_examples()
+            mine = [examples[i] for i in self.dist.share(len(examples))]
+            trajs = clock.time("rollout", self.stage_rollout, mine, drawn.draws)
+            rewards, em = self.stage_reward(mine, trajs)
+            drawn.add(examples, *self.stage_gather(trajs, rewards, em))
+            if not t.dynamic_sampling or drawn.informative >= t.prompts_per_step or len(drawn.examples) >= cap:
+                return drawn
+
+    def stage_rollout(self, examples: list[QAExample], draw: int = 0) -> list[Trajectory]:
         r = self.cfg.rollout
         reqs = [
             RolloutRequest(ex.id, g, prompt_ids(self.tokenizer, self.protocol, ex.question))
@@ -201,6 +218,7 @@ class Trainer:
         params = SamplingParams(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k)
         self.policy.eval()
         seed = self.cfg.seed * 1_000_003 + self.state.step + self.dist.rank * 7_919_111  # rank 0: the 1-process seed
+        seed += draw * 104_729  # a dynamic-sampling step's later draws
         return self.engine.run(reqs, params, seed=seed)
 
     def stage_reward(self, examples: list[QAExample], trajs: list[Trajectory]) -> tuple[list[float], list[float]]:
