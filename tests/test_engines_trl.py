@@ -91,6 +91,7 @@ def test_config_maps_onto_grpo_config_and_rejects_what_trl_cannot_do(tmp_path: P
         "train.loss_agg=seq-mean-token-sum": "train.loss_agg",
         "train.policy_loss=pg": "train.policy_loss",
         "train.clip_ratio_c=2": "train.clip_ratio_c",
+        "train.dynamic_sampling=true": "train.dynamic_sampling",
         "train.kl_estimator=k1": "train.kl_estimator",
         "train.mini_batch=3": "train.mini_batch",
         "rollout.group_size=1": "rollout.group_size",

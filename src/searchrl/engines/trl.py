@@ -68,6 +68,8 @@ def grpo_args(cfg: Config, world: int = 1) -> dict[str, Any]:
         raise _reject("train.policy_loss", t.policy_loss, "TRL's GRPO loss is the clipped surrogate (ppo_clip)")
     if t.clip_ratio_c is not None:
         raise _reject("train.clip_ratio_c", t.clip_ratio_c, "TRL's GRPO loss has no dual clip")
+    if t.dynamic_sampling:
+        raise _reject("train.dynamic_sampling", True, "TRL's GRPOTrainer samples each batch once; use --engine ours")
     if t.loss_agg not in LOSS_TYPE:
         raise _reject("train.loss_agg", t.loss_agg, f"TRL has no such loss; choose one of {sorted(LOSS_TYPE)}")
     if t.algorithm == "dr_grpo" and t.loss_agg != "seq-mean-token-sum-norm":
