@@ -23,8 +23,8 @@ MAX_LINES = 400
 def walk_modules(root: Path, package: str) -> Iterator[tuple[str, Path, bool]]:
     """(module name, file, is package) for every ``.py`` file under ``root``, without importing any.
 
-    Files, not ``pkgutil.walk_packages``: that skips folders without ``__init__.py`` (``trainer/`` is a
-    namespace package) and imports every package it enters (the CLI package pulls in torch).
+    Files, not ``pkgutil.walk_packages``: that skips folders without ``__init__.py`` (a namespace package
+    would be missed) and imports every package it enters (the CLI package pulls in torch).
     """
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).with_suffix("").parts
@@ -185,3 +185,19 @@ def test_no_source_file_over_400_lines() -> None:
     }
     long = {str(path): n for path, n in sorted(lengths.items()) if n > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+ENTRY_POINTS = ("searchrl.cli", "searchrl.demo", "searchrl.experiment", "searchrl.engines", "searchrl.export")
+
+
+def test_only_entry_points_import_the_trainer() -> None:
+    """The trainer is glue-free: what it needs comes from builders beside their objects, and only entry
+    points (and export/, which reads checkpoints) import it, counting imports inside functions."""
+    graph = import_graph(deferred=True)
+    users = {
+        mod
+        for mod, deps in graph.items()
+        if any(d == "searchrl.trainer" or d.startswith("searchrl.trainer.") for d in deps)
+        and not mod.startswith("searchrl.trainer")
+    }
+    assert all(any(u == e or u.startswith(e + ".") for e in ENTRY_POINTS) for u in users), sorted(users)

@@ -167,6 +167,9 @@ class TrainConfig(Section):
     critic_lr: float = Field(1e-4, gt=0, description="Critic learning rate (PPO).")
     lora_r: int = Field(16, ge=0, description="LoRA rank; 0 trains every parameter.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    lora_layers: int = Field(
+        0, ge=0, description="LoRA on the top N blocks only (0 = every block); the blocks below run without autograd."
+    )
     epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
     mini_batch: int = Field(8, ge=1, description="Samples per optimizer step.")
     micro_batch: int = Field(4, ge=1, description="Samples per forward/backward (gradient accumulation).")

@@ -249,13 +249,9 @@ def build_grpo_trainer(
     args = GRPOConfig(**grpo_args(cfg, world), use_cpu=not torch.cuda.is_available())
     peft_config = None
     if cfg.train.lora_r > 0:
-        from peft import LoraConfig
+        from searchrl.trainer.lora import lora_config
 
-        from searchrl.trainer.lora import LORA_TARGETS
-
-        peft_config = LoraConfig(
-            r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS
-        )
+        peft_config = lora_config(model.config, cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_layers)
     return GRPOTrainer(
         model=model,
         reward_funcs=[trl_reward(cfg, reward_fn)],

@@ -153,7 +153,11 @@ def load_trained_policy(run_dir: str | Path, overrides: list[str] | None = None)
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet (no 'latest' pointer)")
     cfg = load_config(run_dir / "config.yaml", overrides)
     model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-    policy = add_lora(model, cfg.train.lora_r, cfg.train.lora_alpha, cfg.seed) if cfg.train.lora_r > 0 else model
+    policy = (
+        add_lora(model, cfg.train.lora_r, cfg.train.lora_alpha, cfg.seed, cfg.train.lora_layers)
+        if cfg.train.lora_r > 0
+        else model
+    )
     load_weights(ckpt, "policy", policy)
     policy.eval()
     step = int(json.loads((ckpt / "state.json").read_text())["step"])

@@ -27,10 +27,10 @@ class ValueModel(nn.Module):
         return self.head(hidden.float())[..., 0]
 
 
-def build_critic(policy_base: Any, lora_r: int, lora_alpha: int, seed: int) -> ValueModel:
+def build_critic(policy_base: Any, lora_r: int, lora_alpha: int, seed: int, lora_layers: int = 0) -> ValueModel:
     """A critic initialised from the (pre-LoRA) policy weights, trained with its own LoRA and head."""
     base = copy.deepcopy(policy_base)
     body = getattr(base, base.base_model_prefix)
     if lora_r > 0:
-        body = add_lora(body, lora_r, lora_alpha, seed + 1)
+        body = add_lora(body, lora_r, lora_alpha, seed + 1, lora_layers)
     return ValueModel(body, base.config.hidden_size)

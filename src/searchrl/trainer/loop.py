@@ -96,10 +96,10 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.lora = t.lora_r > 0
         base = policy
-        self.policy = add_lora(policy, t.lora_r, t.lora_alpha, cfg.seed) if self.lora else policy
+        self.policy = add_lora(policy, t.lora_r, t.lora_alpha, cfg.seed, t.lora_layers) if self.lora else policy
         self.reference = Reference(self.policy, self.lora) if t.kl_coef > 0 or t.log_kl else None
         self.critic: ValueModel | None = (
-            build_critic(base, t.lora_r, t.lora_alpha, cfg.seed) if t.algorithm == "ppo" else None
+            build_critic(base, t.lora_r, t.lora_alpha, cfg.seed, t.lora_layers) if t.algorithm == "ppo" else None
         )
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=0.0)
