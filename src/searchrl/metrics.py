@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train")
+NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train", "audit")
 
 
 class MetricsSink:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from searchrl.audit import AUDIT_CHECKS, audit_sample
 from searchrl.data.protocols import TagProtocol, baseline_messages
 from searchrl.retrieval.base import Retriever
 from searchrl.rewards.normalize import METRICS, cover_exact_match, exact_match, f1_score
@@ -51,6 +52,7 @@ class EvalRow:
     judge: float | None = None  # the LLM judge's verdict (1/0) when one was asked; None = not judged
     subem: float = 0.0  # Search-R1's character-substring EM (searchrl.rewards.normalize)
     r1_cover_em: float = 0.0  # R1-Searcher's any-order cover EM
+    audit: dict[str, bool] = field(default_factory=dict)  # searchrl.audit's checks; {} = not audited
 
 
 def group_of(ex: QAExample) -> str:
@@ -85,11 +87,14 @@ def policy_text(traj: Trajectory, tokenizer: Any) -> str:
     return str(tokenizer.decode(ids, skip_special_tokens=True)).strip()
 
 
-def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
+def score(ex: QAExample, traj: Trajectory, tokenizer: Any, protocol: TagProtocol | None = None) -> EvalRow:
     """EM needs the tagged answer; F1 and cover-EM fall back to the text the policy wrote when no
-    answer tag was written, so a baseline that answers in a sentence is not scored on format alone."""
+    answer tag was written, so a baseline that answers in a sentence is not scored on format alone.
+    With ``protocol`` the row carries the behaviour audit's flags (:mod:`searchrl.audit`)."""
     ans = traj.answer
     loose = ans if ans is not None else policy_text(traj, tokenizer)
+    spans = text_spans(traj, tokenizer)
+    audit = {} if protocol is None else audit_sample(traj, spans, ex.question, group_of(ex), protocol, golds=ex.answers)
     return EvalRow(
         id=ex.id,
         dataset=ex.dataset,
@@ -105,7 +110,8 @@ def score(ex: QAExample, traj: Trajectory, tokenizer: Any) -> EvalRow:
         searches=traj.n_searches,
         finish=traj.finish_reason,
         response=traj.response_text,
-        spans=text_spans(traj, tokenizer),
+        spans=spans,
+        audit=audit,
     )
 
 
@@ -129,7 +135,7 @@ def evaluate(
         prompts = build_prompts(method, chunk, tokenizer, engine.protocol, engine.retriever, engine.limits.topk)
         reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
         trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
-        rows.extend(score(ex, t, tokenizer) for ex, t in zip(chunk, trajs, strict=True))
+        rows.extend(score(ex, t, tokenizer, engine.protocol) for ex, t in zip(chunk, trajs, strict=True))
         if progress is not None:
             progress(len(chunk))
     return rows
@@ -138,7 +144,8 @@ def evaluate(
 def summarize(
     rows: Sequence[EvalRow], key: Callable[[EvalRow], str] = lambda r: r.dataset
 ) -> dict[str, dict[str, float]]:
-    """Mean EM, F1, cover-EM, searches and answer rate per key (plus ``all``)."""
+    """Mean EM, F1, cover-EM, searches, answer rate and the audit's shares (``audit/…``, when the rows
+    were audited) per key (plus ``all``)."""
     groups: dict[str, list[EvalRow]] = {}
     for r in rows:
         groups.setdefault(key(r), []).append(r)
@@ -161,6 +168,8 @@ def _means(rows: list[EvalRow]) -> dict[str, float]:
     judged = [r.judge for r in rows if r.judge is not None]
     if judged:
         out["judge"] = float(np.mean(judged))
+    if any(r.audit for r in rows):
+        out |= {f"audit/{c}": float(np.mean([r.audit.get(c, False) for r in rows])) for c in AUDIT_CHECKS}
     return out
 
 

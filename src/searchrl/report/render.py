@@ -23,6 +23,7 @@ PLOT_KEYS = (
     "perf/time_step",
     "perf/time_rollout",
 )
+AUDIT_PREFIX = "audit/"
 CONFIG_KEYS = (
     "model.path",
     "train.algorithm",
@@ -76,17 +77,37 @@ def header_html(data: RunData) -> str:
 
 
 def plot_keys(history: list[dict[str, Any]]) -> list[str]:
+    """Every charted key: the training curves, then the behaviour audit's (``audit/…``)."""
     present = {k for rec in history for k, v in rec.items() if is_number(v)}
     kl = sorted(k for k in present if k.startswith(("kl", "actor/kl")) and k not in PLOT_KEYS)
-    return [k for k in (*PLOT_KEYS, *kl) if k in present]
+    audit = sorted(k for k in present if k.startswith(AUDIT_PREFIX))
+    return [k for k in (*PLOT_KEYS, *kl, *audit) if k in present]
+
+
+def charts_html(history: list[dict[str, Any]], keys: list[str]) -> str:
+    charts = [svg_chart(k, [(float(r["step"]), float(r[k])) for r in history if is_number(r.get(k))]) for k in keys]
+    return f'<div class="charts">{"".join(charts)}</div>'
 
 
 def curves_html(history: list[dict[str, Any]] | None) -> str:
-    keys = plot_keys(history or [])
+    keys = [k for k in plot_keys(history or []) if not k.startswith(AUDIT_PREFIX)]
     if not history or not keys:
         return "<h2>Training</h2><p>no training metrics</p>"
-    charts = [svg_chart(k, [(float(r["step"]), float(r[k])) for r in history if is_number(r.get(k))]) for k in keys]
-    return f'<h2>Training</h2><p>{len(history)} steps logged</p><div class="charts">{"".join(charts)}</div>'
+    return f"<h2>Training</h2><p>{len(history)} steps logged</p>{charts_html(history, keys)}"
+
+
+def audit_html(history: list[dict[str, Any]] | None) -> str:
+    """The behaviour audit (searchrl.audit): each metric's last logged value and its curve; "" without any."""
+    keys = [k for k in plot_keys(history or []) if k.startswith(AUDIT_PREFIX)]
+    if not history or not keys:
+        return ""
+    last = {k: next(r[k] for r in reversed(history) if is_number(r.get(k))) for k in keys}
+    rows = "".join(f"<tr><td>{esc(k)}</td><td>{fmt(v, '.3f')}</td></tr>" for k, v in last.items())
+    return (
+        "<h2>Behaviour audit</h2><p>share of a step's samples each check flags; searches drift and collapse "
+        f'(searchrl.audit)</p><table id="audit"><tr><th>metric</th><th>last step</th></tr>{rows}</table>'
+        + charts_html(history, keys)
+    )
 
 
 def best_em(tables: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -127,7 +148,8 @@ def results_html(tables: dict[str, dict[str, Any]]) -> str:
 
 def render_report(run: Path) -> str:
     data = load_run(run)
-    body = header_html(data) + curves_html(data.history) + results_html(data.tables) + viewer_html(data.examples)
+    body = header_html(data) + curves_html(data.history) + audit_html(data.history) + results_html(data.tables)
+    body += viewer_html(data.examples)
     return html_page(f"searchrl report: {data.name}", body, VIEWER_JS)
 
 

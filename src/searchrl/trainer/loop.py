@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from searchrl.audit import SearchDrift, audit_batch
 from searchrl.config import Config
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.metrics import MetricsSink
@@ -120,6 +121,7 @@ class Trainer:
         self.protocol: TagProtocol = protocol
         self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
         self.state = TrainState()
+        self.drift = SearchDrift()  # audit/searches_*: the one-search shortcut (searchrl.audit)
         self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
         self.order = list(range(len(self.examples)))
         random.Random(cfg.seed).shuffle(self.order)
@@ -166,7 +168,8 @@ class Trainer:
         adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
         stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
         metrics = {**_rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
-        metrics |= {**stats, **clock.timings()}
+        audit = clock.time("audit", self.stage_audit, drawn, metrics["rollout/searches"])
+        metrics |= {**audit, **stats, **clock.timings()}
         self.state.step += 1
         self.stage_log(examples, trajs, rewards, metrics)
         return metrics
@@ -289,6 +292,13 @@ class Trainer:
     def stage_update(self, scored: Scored) -> dict[str, float]:
         gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.state.step)
         return self.update.run(scored, gen)
+
+    def stage_audit(self, drawn: Drawn, searches: float) -> dict[str, float]:
+        """``audit/…``: behaviour checks over every trajectory the step generated (:mod:`searchrl.audit`)."""
+        exs = [ex for ex in drawn.examples for _ in range(self.cfg.rollout.group_size)]
+        types, golds = [str(ex.metadata.get("type", ex.dataset)) for ex in exs], [ex.answers for ex in exs]
+        audit = audit_batch(drawn.trajs, [ex.question for ex in exs], types, self.protocol, self.tokenizer, golds=golds)
+        return audit | self.drift.update(searches)
 
     def stage_log(
         self, examples: list[QAExample], trajs: list[Trajectory], rewards: list[float], metrics: dict[str, float]
