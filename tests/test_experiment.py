@@ -76,6 +76,8 @@ def test_verdicts() -> None:
     assert verdict(row(-0.05, 0.2), "greater") == "inconclusive"
     assert verdict(row(-0.2, -0.01), "greater") == "not reproduced"
     assert verdict(row(-0.2, -0.01), "less") == "reproduced"
+    assert verdict(row(0.01, 0.2), "greater", seeds=1) == "preliminary (1 seed): reproduced"
+    assert verdict(row(-0.05, 0.2), "greater", seeds=2) == "preliminary (2 seeds): inconclusive"
 
 
 HOSTILE = "<script>alert(1)</script>"

@@ -45,12 +45,18 @@ class Verdict:
     verdict: str  # reproduced | not reproduced | inconclusive | not run
 
 
-def verdict(row: PairedRow, direction: str) -> str:
-    """Reproduced when the interval excludes 0 on the paper's side; opposite side: not reproduced."""
+MIN_SEEDS = 3  # a verdict over fewer training seeds is printed as preliminary
+
+
+def verdict(row: PairedRow, direction: str, seeds: int = MIN_SEEDS) -> str:
+    """Reproduced when the interval excludes 0 on the paper's side; opposite side: not reproduced.
+    With fewer than :data:`MIN_SEEDS` seeds of the 'after' arm the verdict is marked preliminary."""
     if not row.diff.excludes_zero():
-        return "inconclusive"
-    right = row.diff.low > 0 if direction == "greater" else row.diff.high < 0
-    return "reproduced" if right else "not reproduced"
+        call = "inconclusive"
+    else:
+        right = row.diff.low > 0 if direction == "greater" else row.diff.high < 0
+        call = "reproduced" if right else "not reproduced"
+    return call if seeds >= MIN_SEEDS else f"preliminary ({seeds} seed{'s' if seeds != 1 else ''}): {call}"
 
 
 def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, list[Path]]:
@@ -75,7 +81,7 @@ def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple
     arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in runs[name]] for name in (claim.before, claim.after)}
     _, paired = compare_arms(arms, metric=claim.metric, n_boot=n_boot)
     row = next((p for p in paired if p.group == claim.group), paired[-1])
-    v = verdict(row, claim.direction)
+    v = verdict(row, claim.direction, len(runs[claim.after]))
     return Verdict(
         claim.id, claim.metric, row.group, row.n, len(runs[claim.after]), row.diff.mean, row.diff.low, row.diff.high, v
     ), row
