@@ -119,7 +119,8 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     page = (out / "findings.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     rows = {m[1]: m[0] for m in re.finditer(r"<tr><td>(F\d)\b.*?</tr>", page)}
-    assert "<td>reproduced</td>" in rows["F2"] and "<td>not reproduced</td>" in rows["F7"]
+    prelim = "preliminary (2 seeds): "  # fewer than 3 seeds
+    assert f"<td>{prelim}reproduced</td>" in rows["F2"] and f"<td>{prelim}not reproduced</td>" in rows["F7"]
     assert "<td>not run</td>" in rows["F9"]
     summary = json.loads((out / "summary.json").read_text())
     f2 = summary["verdicts"][0]
@@ -140,7 +141,7 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
     markdown = (out / "findings.md").read_text()  # the same sections
-    assert "| F2 <script>" in markdown and "| reproduced |" in markdown and "| not run |" in markdown
+    assert "| F2 <script>" in markdown and "| preliminary (2 seeds): reproduced |" in markdown and "| not run |" in markdown
     assert "![train reward (sampled)](curves/reward_mean.svg)" in markdown
     assert "[report](arms/masked/seed0/report.html)" in markdown
 
