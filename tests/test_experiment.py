@@ -141,7 +141,11 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
     markdown = (out / "findings.md").read_text()  # the same sections
-    assert "| F2 <script>" in markdown and "| preliminary (2 seeds): reproduced |" in markdown and "| not run |" in markdown
+    assert (
+        "| F2 <script>" in markdown
+        and "| preliminary (2 seeds): reproduced |" in markdown
+        and "| not run |" in markdown
+    )
     assert "![train reward (sampled)](curves/reward_mean.svg)" in markdown
     assert "[report](arms/masked/seed0/report.html)" in markdown
 

@@ -13,9 +13,10 @@ Held-out questions come from the world's test split, whose entities never appear
 The two agents are judged on ``eval_per_type`` questions per type; the baselines on the first
 ``baseline_per_type`` of them (they only show that format and a single retrieval are not enough).
 
-Resuming: every finished evaluation is kept in ``eval/<label>.json``; the warm-started adapter is
-checkpoint 0 and RL writes a checkpoint every step. Running the demo again on the same output folder
-(after Ctrl-C, say) skips what is done and continues where it stopped.
+Resuming: every finished evaluation is kept in ``eval/<label>.json`` (rows in ``<label>.jsonl``, what
+produced them in ``<label>.manifest.json``); the warm-started adapter is checkpoint 0 and RL writes a
+checkpoint every step. Running the demo again on the same output folder (after Ctrl-C, say) skips what
+is done and continues where it stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from searchrl.config import Config, save_config
 from searchrl.data.world import World, generate_world, save_world
+from searchrl.eval.manifest import eval_manifest
 from searchrl.eval.paired import compare_arms, comparison_markdown
 from searchrl.eval.rows import read_rows
 from searchrl.eval.run import EvalRow, evaluate, markdown_table, summarize, write_results
@@ -40,6 +42,7 @@ from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
+from searchrl.trainer.checkpoint import checkpoint_dir, latest_checkpoint
 from searchrl.trainer.loop import Trainer
 from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
@@ -143,7 +146,8 @@ def run_demo(
 
     with StageBars(console) as bars:
 
-        def run_eval(label: str, method: str, policy: Any, questions: list[QAExample]) -> None:
+        def run_eval(label: str, method: str, policy: Any, questions: list[QAExample], ckpt: Path | None) -> None:
+            """Evaluate ``policy`` (saved as checkpoint ``ckpt``; None = the base model) unless done before."""
             cached = out / "eval" / f"{label}.json"
             if cached.exists():
                 tables[label] = json.loads(cached.read_text())
@@ -158,7 +162,8 @@ def run_demo(
                     batch_size=16,
                     progress=lambda n: advance(n, ""),
                 )
-            tables[label] = write_results(out / "eval", label, rows)
+            manifest = eval_manifest(cfg, method, questions, [retriever], ckpt)
+            tables[label] = write_results(out / "eval", label, rows, manifest=manifest)
             timed(f"eval_{label}", time.perf_counter() - t)
             by_group = summarize(rows, key=lambda r: r.group)
             log(
@@ -167,8 +172,8 @@ def run_demo(
                 + f" ({time.perf_counter() - t:.0f} s)"
             )
 
-        run_eval("direct_base", "direct", model, baseline_set)
-        run_eval("rag_base", "rag", model, baseline_set)
+        run_eval("direct_base", "direct", model, baseline_set, None)
+        run_eval("rag_base", "rag", model, baseline_set, None)
 
         golds = warm_start_golds(world, plan)
         trainer = Trainer(cfg, model, tok, retriever, rl_questions(world, {g.example_id for g in golds}), out)
@@ -186,8 +191,8 @@ def run_demo(
             atomic_write_text(sft_done, json.dumps({"losses": losses, "examples": n_golds}))
             timed("sft", time.perf_counter() - t)
             log(f"sft: {n_golds} gold trajectories, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-        run_eval("rag_sft", "rag", trainer.policy, baseline_set)
-        run_eval("agent_sft", "agent", trainer.policy, held_out)
+        run_eval("rag_sft", "rag", trainer.policy, baseline_set, checkpoint_dir(out, 0))
+        run_eval("agent_sft", "agent", trainer.policy, held_out, checkpoint_dir(out, 0))
 
         t = time.perf_counter()
         with bars.stage("rl (grpo)", plan.rl_steps) as advance:
@@ -200,7 +205,7 @@ def run_demo(
                 ),
             )
         timed("rl", timings.get("rl", 0.0) + time.perf_counter() - t)
-        run_eval("agent_rl", "agent", trainer.policy, held_out)
+        run_eval("agent_rl", "agent", trainer.policy, held_out, latest_checkpoint(out))
     arms = {label: [read_rows(out / "eval" / f"{label}.jsonl")] for label in ("agent_sft", "agent_rl")}
     scores, paired = compare_arms(arms, metric="em")
     paired_md = comparison_markdown(scores, paired, "em")

@@ -30,9 +30,9 @@ def eval_cmd(
     ] = "em",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 2000,
     bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for <method>.jsonl, <method>.json and results.md")] = Path(
-        "runs/eval"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for <method>.jsonl, <method>.json, <method>.manifest.json and results.md")
+    ] = Path("runs/eval"),
     judge_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible API root for an LLM judge, e.g. http://127.0.0.1:8000/v1")
     ] = None,
@@ -47,11 +47,14 @@ def eval_cmd(
     ``searchrl eval --dataset hotpot_dev.jsonl --own-corpus --method rag --method agent``.
     Two or more arms (methods x checkpoints) also get ``paired.md``: each arm's score per dataset and
     question type with a 95 % bootstrap interval, and every arm's paired difference from the first arm
-    with its interval and the questions it fixed and broke.
+    with its interval and the questions it fixed and broke. Every arm's rows get a manifest beside them
+    (``<label>.manifest.json``: corpus, index, retriever, protocol and prompt, metrics, questions, model,
+    checkpoint, seed, version); settings that differ between arms are printed with the comparison.
     """
     import searchrl.eval.run as eval_run
     from searchrl.data.qa import DataError
     from searchrl.data.sources import load_source
+    from searchrl.eval.manifest import Manifest, differences, eval_manifest, settings_note
     from searchrl.eval.paired import compare_arms, comparison_json, comparison_markdown
     from searchrl.eval.run import METHODS, markdown_table, write_results
     from searchrl.models import load_policy
@@ -60,7 +63,7 @@ def eval_cmd(
     from searchrl.rewards.normalize import METRICS
     from searchrl.rollout.build import build_rollout
     from searchrl.rollout.hf import HFGenerator
-    from searchrl.trainer.checkpoint import load_trained_policy
+    from searchrl.trainer.checkpoint import latest_checkpoint, load_trained_policy
     from searchrl.utils import atomic_write_text
 
     console = error_console()
@@ -76,7 +79,8 @@ def eval_cmd(
     if len({(r.name if r else None) for r in runs}) < len(runs):
         console.print("[red]two --checkpoint folders have the same name; arms are labelled by folder name[/red]")
         raise typer.Exit(2)
-    policies: list[tuple[str, Any, Any, Any]] = []  # (label suffix, config, policy, tokenizer): each run's own
+    # (label suffix, config, policy, tokenizer, checkpoint folder): each run's own
+    policies: list[tuple[str, Any, Any, Any, Path | None]] = []
     for run_dir in runs:
         if run_dir is not None:
             try:
@@ -88,7 +92,8 @@ def eval_cmd(
         else:
             cfg = resolve(config, overrides)
             model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
-        policies.append((f"@{run_dir.name}" if run_dir is not None and len(runs) > 1 else "", cfg, model, tok))
+        suffix = f"@{run_dir.name}" if run_dir is not None and len(runs) > 1 else ""
+        policies.append((suffix, cfg, model, tok, latest_checkpoint(run_dir) if run_dir is not None else None))
     if not dataset and len({p[1].data.eval for p in policies}) > 1:
         console.print("[red]the runs name different data.eval sets; give --dataset to compare them[/red]")
         raise typer.Exit(2)
@@ -99,7 +104,7 @@ def eval_cmd(
         sets = {spec: load_source(spec, "test", policies[0][1].data.max_examples) for spec in specs}
         if own_corpus:
             own = {spec: BM25Retriever.build(passages_from_qa_file(spec)) for spec in specs}
-        for _, cfg, _, _ in policies:
+        for _, cfg, _, _, _ in policies:
             key = cfg.retrieval.model_dump_json()
             if not own_corpus and key not in shared:
                 shared[key] = retriever_for(cfg)
@@ -113,12 +118,13 @@ def eval_cmd(
         judge = LLMJudge(JudgeConfig(base_url=judge_url, model=judge_model, api_key_env=judge_key_env))
     tables = {}
     arms: dict[str, list[list[Any]]] = {}
-    for suffix, cfg, model, tok in policies:
+    manifests: dict[str, Manifest] = {}
+    for suffix, cfg, model, tok, ckpt in policies:
+        searched = [own[spec] if own_corpus else shared[cfg.retrieval.model_dump_json()] for spec in sets]
         for m in methods:
             label = m + suffix
             rows: list[Any] = []
-            for spec, examples in sets.items():
-                retriever = own[spec] if own_corpus else shared[cfg.retrieval.model_dump_json()]
+            for (spec, examples), retriever in zip(sets.items(), searched, strict=True):
                 engine = build_rollout(cfg, HFGenerator(model, tok), retriever, tok)
                 with progress_bar(console, f"{label} {Path(spec).name}", len(examples)) as advance:
                     got = eval_run.evaluate(m, examples, engine, progress=advance)  # type: ignore[arg-type]
@@ -129,12 +135,17 @@ def eval_cmd(
                     console.print(f"[yellow]LLM judge failed; results written without it:[/yellow] {failure}")
             # one dataset: rows per question type (1hop/2hop, bridge/comparison); several: rows per dataset
             by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
-            tables[label] = write_results(out, label, rows, key=by)
+            everything = [ex for examples in sets.values() for ex in examples]
+            manifests[label] = eval_manifest(cfg, m, everything, searched, ckpt)
+            tables[label] = write_results(out, label, rows, key=by, manifest=manifests[label])
             arms[label] = [rows]
     text = markdown_table(tables)
     if len(arms) > 1:
         scores, paired = compare_arms(arms, metric=metric, n_boot=bootstrap, seed=bootstrap_seed)
-        comparison = comparison_markdown(scores, paired, metric)
+        diffs = differences(manifests, metric)  # the runs' own configs may differ: said with the table
+        if diffs:
+            console.print("[yellow]the arms' retrieval or metric settings differ:[/yellow] " + "; ".join(diffs))
+        comparison = settings_note(manifests, diffs) + comparison_markdown(scores, paired, metric)
         atomic_write_text(out / "paired.md", comparison)
         atomic_write_text(out / "paired.json", comparison_json(scores, paired, metric))
         text += "\n" + comparison
@@ -150,21 +161,36 @@ def compare(
     metric: Annotated[str, typer.Option(help="em | f1 | cover_em | subem | r1_cover_em")] = "em",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 2000,
     bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(help="Compare arms whose retrieval, metric or question settings differ; print the differences."),
+    ] = False,
 ) -> None:
     """Paired comparison of finished evaluations (no model is loaded): every arm against the first one.
 
     ``searchrl compare runs/demo/eval/agent_sft.jsonl runs/demo/eval/agent_rl.jsonl --metric em``
+
+    Arms are compared only when the manifests beside their rows (``<label>.manifest.json``) agree on
+    corpus, index, retriever, the metric's normalization and the question set; rows without a manifest
+    are compared with a note.
     """
+    from searchrl.eval.manifest import ManifestMismatch, check_comparable, settings_note
     from searchrl.eval.paired import compare_arms, comparison_markdown
-    from searchrl.eval.rows import read_arm
+    from searchrl.eval.rows import arm_manifests, arm_paths, read_rows
 
     try:
-        arms = dict(read_arm(str(a)) for a in arm)
+        specs = [arm_paths(str(a)) for a in arm]
+        arms = {label: [read_rows(p) for p in paths] for label, paths in specs}
+        manifests = {k: v for label, paths in specs for k, v in arm_manifests(label, paths).items()}
+        diffs = check_comparable(manifests, metric, allow_mismatch)
         scores, paired = compare_arms(arms, metric=metric, n_boot=bootstrap, seed=bootstrap_seed)
+    except ManifestMismatch as err:
+        typer.echo(f"error: {err}\n(--allow-mismatch compares them anyway and prints these differences)", err=True)
+        raise typer.Exit(2) from None
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(comparison_markdown(scores, paired, metric))
+    typer.echo(settings_note(manifests, diffs) + comparison_markdown(scores, paired, metric))
 
 
 def ask(

@@ -1,12 +1,16 @@
-"""Reading finished evaluations back: ``<label>.jsonl`` files of eval rows (one JSON object per question)."""
+"""Reading finished evaluations back: ``<label>.jsonl`` files of eval rows (one JSON object per question)
+and the ``<label>.manifest.json`` beside each (:mod:`searchrl.eval.manifest`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_arm", "read_rows"]
+from searchrl.eval.manifest import Manifest, load_manifest
+
+__all__ = ["arm_manifests", "arm_paths", "read_arm", "read_rows"]
 
 _NEEDED = ("id", "dataset", "group")
 
@@ -33,12 +37,29 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_arm(spec: str) -> tuple[str, list[list[dict[str, Any]]]]:
-    """``a.jsonl`` -> ("a", [rows]); ``label=s0.jsonl,s1.jsonl`` -> ("label", [rows of s0, rows of s1])."""
+def arm_paths(spec: str) -> tuple[str, list[Path]]:
+    """``a.jsonl`` -> ("a", [a.jsonl]); ``label=s0.jsonl,s1.jsonl`` -> ("label", [s0.jsonl, s1.jsonl])."""
     label, sep, files = spec.partition("=")
     if not sep:
-        return Path(spec).stem, [read_rows(spec)]
-    paths = [f for f in files.split(",") if f]
+        return Path(spec).stem, [Path(spec)]
+    paths = [Path(f) for f in files.split(",") if f]
     if not label or not paths:
         raise ValueError(f"arm '{spec}' must look like label=run1.jsonl[,run2.jsonl...]")
+    return label, paths
+
+
+def read_arm(spec: str) -> tuple[str, list[list[dict[str, Any]]]]:
+    """``a.jsonl`` -> ("a", [rows]); ``label=s0.jsonl,s1.jsonl`` -> ("label", [rows of s0, rows of s1])."""
+    label, paths = arm_paths(spec)
     return label, [read_rows(p) for p in paths]
+
+
+def arm_manifests(label: str, paths: Sequence[Path]) -> dict[str, Manifest | None]:
+    """The manifest beside each run's rows (None: written before manifests), labelled ``label`` for one
+    run and ``label/<file stem>`` for several (``label/<path>`` when their stems repeat)."""
+    if len(paths) == 1:
+        return {label: load_manifest(paths[0])}
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    return {f"{label}/{n}": load_manifest(p) for n, p in zip(names, paths, strict=True)}

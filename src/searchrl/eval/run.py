@@ -20,6 +20,7 @@ import numpy as np
 
 from searchrl.audit import AUDIT_CHECKS, audit_sample
 from searchrl.data.protocols import TagProtocol, baseline_messages
+from searchrl.eval.manifest import Manifest, save_manifest
 from searchrl.retrieval.base import Retriever
 from searchrl.rewards.normalize import METRICS, cover_exact_match, exact_match, f1_score
 from searchrl.rollout.backend import SamplingParams
@@ -191,11 +192,18 @@ def markdown_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def write_results(
-    out_dir: str | Path, method: str, rows: Sequence[EvalRow], key: Callable[[EvalRow], str] = lambda r: r.group
+    out_dir: str | Path,
+    method: str,
+    rows: Sequence[EvalRow],
+    key: Callable[[EvalRow], str] = lambda r: r.group,
+    manifest: Manifest | None = None,
 ) -> dict[str, dict[str, float]]:
     """Write ``<method>.jsonl`` (one row per example) and ``<method>.json`` (the table, one row per ``key``
-    value: the question type by default); returns the table."""
+    value: the question type by default), after ``<method>.manifest.json`` when a manifest is given (first,
+    so that rows never exist without it); returns the table."""
     out = Path(out_dir)
+    if manifest is not None:
+        save_manifest(out / f"{method}.jsonl", manifest)
     atomic_write_text(out / f"{method}.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in rows))
     table = summarize(rows, key=key)
     atomic_write_text(out / f"{method}.json", json.dumps(table, indent=2))

@@ -6,12 +6,14 @@ finished, so a partial experiment gives a partial (and labelled) page. The conte
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from searchrl.eval.manifest import NO_MANIFEST, Manifest, differences, load_manifest, manifest_table
 from searchrl.eval.paired import PairedRow, compare_arms, comparison_tables
 from searchrl.eval.rows import read_rows
 from searchrl.experiment.curves import svg_lines
@@ -42,7 +44,8 @@ class Verdict:
     diff: float
     low: float
     high: float
-    verdict: str  # reproduced | not reproduced | inconclusive | not run
+    verdict: str  # reproduced | not reproduced | inconclusive | not run | refused: settings differ
+    differences: tuple[str, ...] = ()  # why a comparison was refused (searchrl.eval.manifest.differences)
 
 
 MIN_SEEDS = 3  # a verdict over fewer training seeds is printed as preliminary
@@ -73,11 +76,21 @@ def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, list[Path]]:
     return runs
 
 
+def run_manifests(runs: dict[str, list[Path]], names: Iterable[str]) -> dict[str, Manifest | None]:
+    """The manifest beside each run's held-out rows (None: written before manifests), as ``<arm>/<seed>``."""
+    return {f"{n}/{d.name}": load_manifest(d / "eval/heldout.jsonl") for n in names for d in runs[n]}
+
+
 def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple[Verdict, PairedRow | None]:
+    """The claim's verdict; "not run" without rows of both arms, refused when their settings differ."""
+    nan = float("nan")
     if claim.before not in runs or claim.after not in runs:
-        return Verdict(
-            claim.id, claim.metric, claim.group, 0, 0, float("nan"), float("nan"), float("nan"), "not run"
-        ), None
+        return Verdict(claim.id, claim.metric, claim.group, 0, 0, nan, nan, nan, "not run"), None
+    diffs = differences(run_manifests(runs, (claim.before, claim.after)), claim.metric)
+    if diffs:
+        seeds = len(runs[claim.after])
+        refused = "refused: settings differ (see Settings)"
+        return Verdict(claim.id, claim.metric, claim.group, 0, seeds, nan, nan, nan, refused, tuple(diffs)), None
     arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in runs[name]] for name in (claim.before, claim.after)}
     _, paired = compare_arms(arms, metric=claim.metric, n_boot=n_boot)
     row = next((p for p in paired if p.group == claim.group), paired[-1])
@@ -153,16 +166,42 @@ def arms_section(spec: ExperimentSpec, runs: dict[str, list[Path]]) -> Section:
 
 
 def heldout_sections(spec: ExperimentSpec, runs: dict[str, list[Path]]) -> list[Section]:
-    """Per metric: every arm's score with its interval, then each arm paired against the first one."""
+    """Per metric: every arm's score with its interval, then each arm paired against the first one; only
+    the differences when the runs' manifests disagree on retrieval, the metric or the questions."""
     if not runs:
         return []
     arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in ds] for name, ds in runs.items()}
+    manifests = run_manifests(runs, runs)
     sections = []
     for metric in ("em", "f1"):
+        diffs = differences(manifests, metric)
+        if diffs:
+            text = "Not compared: the arms' held-out rows were produced with different settings."
+            sections.append(
+                Section(f"Held-out {metric}", text, [Table(["setting: value (runs)"], [[d] for d in diffs])])
+            )
+            continue
         scores, paired = compare_arms(arms, metric=metric, n_boot=spec.bootstrap)
         tables = [Table(h, r) for h, r in comparison_tables(scores, paired, metric)]
         sections.append(Section(f"Held-out {metric} (every arm against '{next(iter(arms))}')", tables=tables))
     return sections
+
+
+def settings_section(runs: dict[str, list[Path]]) -> Section:
+    """What produced each run's held-out rows (searchrl.eval.manifest), and whether the arms may be compared."""
+    manifests = run_manifests(runs, runs)
+    if not manifests:
+        return Section("Settings", "No finished runs.")
+    diffs = list(dict.fromkeys(d for metric in ("em", "f1") for d in differences(manifests, metric)))
+    unchecked = [label for label, m in manifests.items() if m is None]
+    text = (
+        "Settings differ: " + "; ".join(diffs) + "."
+        if diffs
+        else "Every run with a manifest shares corpus, index, retriever, metric normalization and question set."
+    )
+    if unchecked:
+        text += f" {NO_MANIFEST}: {', '.join(unchecked)} (not checked)."
+    return Section("Settings", text, [Table(*manifest_table(manifests))])
 
 
 def curves_section(out: Path, runs: dict[str, list[Path]]) -> Section:
@@ -227,6 +266,7 @@ def write_findings(spec: ExperimentSpec, out: str | Path) -> Path:
     sections = [
         claims_section(spec, verdicts),
         arms_section(spec, runs),
+        settings_section(runs),
         *heldout_sections(spec, runs),
         curves_section(out, runs),
         signals_section(signals),

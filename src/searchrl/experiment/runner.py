@@ -8,6 +8,7 @@ OUT/spec.yaml                  the experiment as run
 OUT/warm_start/                the shared LoRA SFT (config.yaml, ckpt-000000, sft.json)
 OUT/arms/<arm>/seed<s>/        a run folder (config.yaml, metrics.jsonl, checkpoints, report.html)
 OUT/arms/<arm>/seed<s>/eval/heldout.jsonl   one row per held-out question (searchrl.eval.run.EvalRow)
+OUT/arms/<arm>/seed<s>/eval/heldout.manifest.json   what produced them (searchrl.eval.manifest)
 OUT/findings.md, OUT/findings.html, OUT/curves/*.svg, OUT/summary.json
 ```
 """
@@ -27,6 +28,7 @@ import yaml
 
 from searchrl.config import Config, apply_overrides, config_from_dict, save_config
 from searchrl.data.world import World, generate_world
+from searchrl.eval.manifest import eval_manifest
 from searchrl.eval.run import evaluate, write_results
 from searchrl.experiment.spec import Arm, ExperimentSpec
 from searchrl.models import load_policy
@@ -234,7 +236,10 @@ class Experiment:
         t_train = time.perf_counter() - t0
         engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
         rows = evaluate(arm.method, self.held_out, engine, batch_size=16)
-        table = write_results(run_dir / "eval", "heldout", rows)
+        # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
+        ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
+        manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt)
+        table = write_results(run_dir / "eval", "heldout", rows, manifest=manifest)
         timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}
         atomic_write_text(run_dir / "timing.json", json.dumps(timing))
         em = ", ".join(f"{g} {m['em']:.2f}" for g, m in table.items())

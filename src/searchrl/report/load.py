@@ -4,13 +4,15 @@ become warnings shown on the page instead of failing the report."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from searchrl.data.protocols import PROTOCOLS
+from searchrl.eval.manifest import SUFFIX as MANIFEST_SUFFIX
+from searchrl.eval.manifest import Manifest, load_manifest
 from searchrl.metrics import merge_steps
 from searchrl.report.page import fmt, is_number
 from searchrl.rewards.normalize import exact_match
@@ -47,6 +49,7 @@ class RunData:
     tables: dict[str, dict[str, Any]]  # tables[label][group] -> metrics
     examples: list[Example]
     warnings: list[str]
+    manifests: dict[str, Manifest | None] = field(default_factory=dict)  # label -> what produced its rows
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -90,7 +93,7 @@ def load_tables(run: Path, summary: dict[str, Any], warnings: list[str]) -> dict
     listed = summary.get("tables")
     tables = {str(k): v for k, v in listed.items() if isinstance(v, dict)} if isinstance(listed, dict) else {}
     for path in sorted((run / "eval").glob("*.json")):
-        if path.stem not in tables:
+        if path.stem not in tables and not path.name.endswith(MANIFEST_SUFFIX):
             data = read_json(path, warnings)
             if isinstance(data, dict):
                 tables[path.stem] = data
@@ -166,6 +169,18 @@ def load_examples(run: Path, labels: list[str], warnings: list[str]) -> list[Exa
     return out
 
 
+def load_manifests(run: Path, labels: list[str], warnings: list[str]) -> dict[str, Manifest | None]:
+    """The manifest beside each label's rows (None: rows from before manifests); unreadable ones warn."""
+    out: dict[str, Manifest | None] = {}
+    for label in labels:
+        if (run / "eval" / f"{label}.jsonl").is_file():
+            try:
+                out[label] = load_manifest(run / "eval" / f"{label}.jsonl")
+            except ValueError as e:
+                warnings.append(str(e))
+    return out
+
+
 def load_run(run: Path) -> RunData:
     warnings: list[str] = []
     config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
@@ -183,5 +198,6 @@ def load_run(run: Path) -> RunData:
             warnings.append(f"metrics.jsonl: {skipped} unreadable line(s) skipped")
     tables = load_tables(run, summary, warnings)
     examples = load_examples(run, list(tables), warnings)
+    manifests = load_manifests(run, list(tables), warnings)
     config = config if isinstance(config, dict) else {}
-    return RunData(run.resolve().name, config, config_text, summary, history, tables, examples, warnings)
+    return RunData(run.resolve().name, config, config_text, summary, history, tables, examples, warnings, manifests)

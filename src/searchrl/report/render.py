@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from searchrl.eval.manifest import Manifest, manifest_table
 from searchrl.report.load import RunData, load_run
 from searchrl.report.page import esc, fmt, html_page, is_number, svg_chart
 from searchrl.report.viewer import VIEWER_JS, viewer_html
@@ -73,7 +74,18 @@ def header_html(data: RunData) -> str:
         + (f'<div class="warn" id="warnings"><b>warnings</b><ul>{warn}</ul></div>' if warn else "")
         + (f'<div class="kv">{cfg}</div>{full}' if cfg else "<p>no config.yaml</p>")
         + times
+        + manifests_html(data.manifests)
     )
+
+
+def manifests_html(manifests: dict[str, Manifest | None]) -> str:
+    """What produced each evaluation's rows (searchrl.eval.manifest; hashes shortened); "" without rows."""
+    if not manifests:
+        return ""
+    header, rows = manifest_table(manifests)
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<p><b>evaluation manifests</b></p><table id="manifests"><tr>{head}</tr>{body}</table>'
 
 
 def plot_keys(history: list[dict[str, Any]]) -> list[str]:
