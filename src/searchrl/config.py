@@ -141,6 +141,23 @@ class RewardStageConfig(Section):
     )
 
 
+class WatchdogConfig(Section):
+    """The collapse watchdog (searchrl.trainer.watchdog, where the defaults are argued from logged runs)."""
+
+    enabled: bool = Field(True, description="Check every step; on a trip, roll back and lower the learning rate.")
+    max_trips: int = Field(3, ge=1, description="The trip that brings the count to this stops the run with an error.")
+    lr_factor: float = Field(0.5, gt=0, le=1, description="Learning rates are multiplied by this at each trip.")
+    kl_coef: float = Field(0.0, ge=0, description="After a trip, a KL-to-start loss term of at least this (0 = none).")
+    smoothing: float = Field(0.05, gt=0, le=1, description="EMA weight of a baseline's newest step (a mean at first).")
+    warmup: int = Field(5, ge=1, description="Passed steps that logged a metric before its jump check applies.")
+    entropy_min: float = Field(0.01, ge=0, description="Floor of actor/entropy (when logged), nats/token (0 = off).")
+    entropy_factor: float = Field(5.0, gt=1, description="Largest factor actor/entropy may move off its baseline.")
+    kl_max: float = Field(1.0, gt=0, description="Ceiling of actor/kl (when logged), nats per policy token.")
+    length_factor: float = Field(3.0, gt=1, description="Largest factor rollout/response_tokens may rise by.")
+    truncated_rise: float = Field(0.5, gt=0, le=1, description="Largest rise of rollout/truncated over its baseline.")
+    reward_drop: float = Field(0.3, gt=0, description="Largest fall of the smoothed reward/mean below its best.")
+
+
 class TrainConfig(Section):
     algorithm: AlgorithmName = Field(
         "grpo", description="Advantage estimator (searchrl.algorithms.advantages); ppo adds a critic."
@@ -227,6 +244,7 @@ class TrainConfig(Section):
     sft_examples: int = Field(0, ge=0, description="Gold trajectories for an SFT warm start (0 = none).")
     sft_epochs: int = Field(1, ge=1, description="Epochs of the SFT warm start.")
     sft_lr: float = Field(3e-4, gt=0, description="SFT learning rate.")
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="The collapse watchdog.")
 
     @field_validator("reward_schedule")
     @classmethod
@@ -241,6 +259,8 @@ class TrainConfig(Section):
             raise ValueError(f"train.algorithm={self.algorithm} has no KL-in-reward term; set train.kl_in_reward=false")
         if self.clip_ratio_c is not None and self.policy_loss != "ppo_clip":
             raise ValueError(f"train.clip_ratio_c is a dual clip of ppo_clip; train.policy_loss={self.policy_loss}")
+        if self.watchdog.kl_coef > 0 and self.kl_in_reward:
+            raise ValueError("train.watchdog.kl_coef adds a KL term to the loss; set train.kl_in_reward=false")
         return self
 
 

@@ -1,9 +1,9 @@
 """The one metrics sink: namespaced scalars to JSONL (always) and TensorBoard (when installed).
 
 Keys are namespaced (``rollout/…``, ``retrieval/…``, ``reward/…``, ``actor/…``, ``critic/…``,
-``perf/…``, ``eval/<dataset>/…``); a key without a namespace is a bug and raises. The trainer writes
-``metrics.jsonl`` through :class:`MetricsSink`; reports, experiments and the demo read it back with
-:func:`read_metrics` (so the reader lives beside the writer, outside ``searchrl.trainer``).
+``perf/…``, ``eval/<dataset>/…``, ``watchdog/…``); a key without a namespace is a bug and raises. The
+trainer writes ``metrics.jsonl`` through :class:`MetricsSink`; reports, experiments and the demo read it
+back with :func:`read_metrics` (so the reader lives beside the writer, outside ``searchrl.trainer``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train", "audit")
+NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train", "audit", "watchdog")
 
 
 class MetricsSink:

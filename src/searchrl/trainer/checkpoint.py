@@ -2,7 +2,9 @@
 
 A checkpoint is a folder ``ckpt-<step>`` written under a temporary name and renamed into place, then
 ``latest`` (a small text file, also replaced atomically) points at it. A run killed at any moment
-leaves either the previous checkpoint or the new one, never a half-written one.
+leaves either the previous checkpoint or the new one, never a half-written one. Pruning keeps the newest
+``keep``, step 0 and any step the caller protects (the collapse watchdog's last passed checkpoint);
+:func:`rewind` makes an earlier checkpoint the latest again and discards the ones after it.
 :func:`load_trained_policy` rebuilds a run's policy (its config, base model, adapter, latest weights).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,9 +65,11 @@ def save_checkpoint(
     scheduler: Any | None = None,
     generator: torch.Generator | None = None,
     keep: int = 2,
+    protect: Collection[int] = (),
 ) -> Path:
-    """Write ``run_dir/ckpt-<step>`` atomically, point ``latest`` at it, keep the newest ``keep`` and step 0
-    (the policy RL started from, e.g. a warm start, stays comparable with every later step)."""
+    """Write ``run_dir/ckpt-<step>`` atomically, point ``latest`` at it, keep the newest ``keep``, step 0
+    (the policy RL started from, e.g. a warm start, stays comparable with every later step) and the steps
+    in ``protect``."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -85,10 +90,25 @@ def save_checkpoint(
             json.dumps({"step": state.step, "data_position": state.data_position, "extra": state.extra or {}})
         )
     atomic_write_text(run_dir / "latest", final.name)
+    kept = {checkpoint_dir(run_dir, s).name for s in (0, *protect)}
     for old in sorted(run_dir.glob("ckpt-*"))[:-keep]:
-        if old.name != checkpoint_dir(run_dir, 0).name:
+        if old.name not in kept:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def rewind(run_dir: str | Path, step: int) -> Path:
+    """Point ``latest`` at step ``step``'s checkpoint again and delete every later one (a rollback: the
+    later ones hold the weights it threw away, and must neither be resumed from nor crowd out pruning)."""
+    run_dir = Path(run_dir)
+    target = checkpoint_dir(run_dir, step)
+    if not (target / "state.json").is_file():
+        raise FileNotFoundError(f"cannot rewind to {target}: no such checkpoint")
+    atomic_write_text(run_dir / "latest", target.name)
+    for later in sorted(run_dir.glob("ckpt-*")):
+        if later.name > target.name:
+            shutil.rmtree(later, ignore_errors=True)
+    return target
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

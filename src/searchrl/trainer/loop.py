@@ -4,7 +4,8 @@ Where each concern lives: the collated batch in :mod:`searchrl.trainer.batch`, l
 :mod:`searchrl.trainer.logprobs`, the advantage stage in :mod:`searchrl.trainer.advantage`, the
 optimizer update in :mod:`searchrl.trainer.update`, checkpoints in :mod:`searchrl.trainer.checkpoint`,
 the models beside the policy in :mod:`~searchrl.trainer.lora`, :mod:`~searchrl.trainer.reference` and
-:mod:`~searchrl.trainer.critic`. This module wires them into :class:`Trainer`.
+:mod:`~searchrl.trainer.critic`, the collapse watchdog (checks, rollback) in :mod:`~searchrl.trainer.watchdog`.
+This module wires them into :class:`Trainer`.
 
 Deviations from the papers, on purpose:
 
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from searchrl.audit import SearchDrift, audit_batch
-from searchrl.config import Config
+from searchrl.config import Config, TrainConfig
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.metrics import MetricsSink
 from searchrl.rewards.normalize import exact_match
@@ -61,6 +62,7 @@ from searchrl.trainer.lora import add_lora
 from searchrl.trainer.reference import Reference
 from searchrl.trainer.sampling import Drawn
 from searchrl.trainer.update import PolicyUpdate
+from searchrl.trainer.watchdog import Watchdog
 from searchrl.types import QAExample, Trajectory
 
 __all__ = ["Trainer"]
@@ -108,16 +110,8 @@ class Trainer:
         if self.critic is not None:
             cparams = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=0.0)
-        self.update = PolicyUpdate(
-            t,
-            self.policy,
-            self.optimizer,
-            self.critic,
-            self.critic_opt,
-            kl_in_loss=t.kl_coef > 0,
-            norm_len=cfg.rollout.max_context,  # as TRL's max_completion_length (engines/trl.py)
-            dist=self.dist,
-        )
+        self.update = self.build_update(t)
+        self.watchdog = Watchdog(t.watchdog) if t.watchdog.enabled else None
         self.protocol: TagProtocol = protocol
         self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
         self.state = TrainState()
@@ -125,6 +119,12 @@ class Trainer:
         self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
         self.order = list(range(len(self.examples)))
         random.Random(cfg.seed).shuffle(self.order)
+
+    def build_update(self, t: TrainConfig) -> PolicyUpdate:
+        """The update stage under ``t`` (the watchdog rebuilds it with a KL term after a trip)."""
+        trained = (self.policy, self.optimizer, self.critic, self.critic_opt)
+        norm_len = self.cfg.rollout.max_context  # as TRL's max_completion_length (engines/trl.py)
+        return PolicyUpdate(t, *trained, kl_in_loss=t.kl_coef > 0, norm_len=norm_len, dist=self.dist)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -141,9 +141,10 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer state)."""
+        keep = self.watchdog.saving(self.state) if self.watchdog is not None else ()  # its last passed one
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.run_dir, self.state, self.modules(), self.optimizers())
+        return save_checkpoint(self.run_dir, self.state, self.modules(), self.optimizers(), protect=keep)
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint of the run folder, if there is one."""
@@ -151,6 +152,8 @@ class Trainer:
         if path is None:
             return False
         self.state = load_checkpoint(path, self.modules(), self.optimizers())
+        if self.watchdog is not None:
+            self.watchdog.resumed(self.state)
         start = checkpoint_dir(self.run_dir, 0)
         if self.reference is not None and (start / "policy.safetensors").is_file():
             self.reference.load(start)
@@ -175,13 +178,18 @@ class Trainer:
         return metrics
 
     def fit(self, steps: int | None = None, progress: Any = None) -> list[dict[str, float]]:
-        """Run until ``train.steps`` (or ``steps``) have been done; checkpoints along the way."""
+        """Run until ``train.steps`` (or ``steps``) have been done; checkpoints along the way. With
+        ``train.watchdog`` a step that trips rolls the run back (its metrics stay in the history)."""
         total = self.cfg.train.steps if steps is None else steps
         history = []
+        if self.watchdog is not None:
+            self.watchdog.start(self)
         while self.state.step < total:
             history.append(self.step())
             if progress is not None:
                 progress(self.state.step, total, history[-1])
+            if self.watchdog is not None and not self.watchdog.after_step(self, history[-1]):
+                continue  # tripped: back at the last checkpoint that passed
             if self.state.step % self.cfg.train.checkpoint_every == 0 or self.state.step == total:
                 self.save()
         return history
@@ -338,6 +346,7 @@ def _rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[flo
         "rollout/searches": sum(t.n_searches for t in trajs) / n,
         "rollout/invalid": sum(t.n_invalid for t in trajs) / n,
         "rollout/answered": sum(t.answer is not None for t in trajs) / n,
+        "rollout/truncated": sum(t.finish_reason in ("context", "max_turns") for t in trajs) / n,  # out of budget
         "rollout/response_tokens": sum(len(t.ids) - t.prompt_len for t in trajs) / n,
         "rollout/policy_tokens": sum(t.n_policy_tokens for t in trajs) / n,
         "retrieval/seconds_per_search": sum(x.retrieval_s for t in trajs for x in t.turns if x.action == "search")
