@@ -41,7 +41,9 @@ def test_demo_interrupted_after_warm_start_resumes(tiny_model_dir: Path, tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         run_demo(tiny_cfg(tiny_model_dir, out), quick=True, log=ctrl_c_after_sft)
-    assert {p.name for p in (out / "eval").glob("*.json")} == {"direct_base.json", "rag_base.json"}
+    tables = {p.name for p in (out / "eval").glob("*.json") if not p.name.endswith(".manifest.json")}
+    assert tables == {"direct_base.json", "rag_base.json"}
+    assert {p.name for p in (out / "eval").glob("*.manifest.json")} == {f"{t[:-5]}.manifest.json" for t in tables}
     assert (out / "sft.json").is_file() and (out / "ckpt-000000" / "policy.safetensors").is_file()
 
     second: list[str] = []

@@ -155,7 +155,9 @@ def test_micro_batch_invariance(smol_tokenizer, tmp_path: Path) -> None:  # type
 def test_non_finite_batch_is_skipped_not_applied(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from helpers.training import make_trainer
 
-    trainer = make_trainer(smol_tokenizer, "reinforce_pp", tmp_path, steps=1, extra=("train.epochs=1",))
+    # the update's own guard, without the watchdog (which would roll the step back: test_trainer_watchdog)
+    extra = ("train.epochs=1", "train.watchdog.enabled=false")
+    trainer = make_trainer(smol_tokenizer, "reinforce_pp", tmp_path, steps=1, extra=extra)
     trainer.reward_fn = lambda traj, golds: float("nan")
     before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
     (metrics,) = trainer.fit()
