@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 
 from searchrl.algorithms.masked import masked_whiten
-from searchrl.algorithms.names import AlgorithmName
+from searchrl.algorithms.names import AlgorithmName, registrar
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -57,21 +56,13 @@ __all__ = [
 GRPO_EPS = 1e-6
 
 AdvantageFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-_Fn = TypeVar("_Fn", bound=AdvantageFn)
 
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}  # train.algorithm -> its estimator
 
 
-def register_adv_est(name: AlgorithmName) -> Callable[[_Fn], _Fn]:
-    """Decorator: file the estimator under ``name`` in :data:`ADVANTAGE_ESTIMATORS`."""
-
-    def add(fn: _Fn) -> _Fn:
-        if name in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is registered twice")
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-
-    return add
+register_adv_est: Callable[[AlgorithmName], Callable[[AdvantageFn], AdvantageFn]] = registrar(
+    ADVANTAGE_ESTIMATORS, "advantage estimator"
+)
 
 
 def _last_policy_index(loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import torch
 
 from searchrl.algorithms.masked import masked_mean, masked_sum
-from searchrl.algorithms.names import AGG_MODES, AggMode, KLEstimatorName, PolicyLossName
+from searchrl.algorithms.names import AGG_MODES, AggMode, KLEstimatorName, PolicyLossName, registrar
 
 __all__ = [
     "KL_ESTIMATORS",
@@ -106,19 +106,11 @@ class PolicyLossFn(Protocol):
 
 
 POLICY_LOSSES: dict[str, PolicyLossFn] = {}  # train.policy_loss -> the loss
-_Loss = TypeVar("_Loss", bound=PolicyLossFn)
 
 
-def register_policy_loss(name: PolicyLossName) -> Callable[[_Loss], _Loss]:
-    """Decorator: file the policy loss under ``name`` in :data:`POLICY_LOSSES`."""
-
-    def add(fn: _Loss) -> _Loss:
-        if name in POLICY_LOSSES:
-            raise ValueError(f"policy loss {name!r} is registered twice")
-        POLICY_LOSSES[name] = fn
-        return fn
-
-    return add
+register_policy_loss: Callable[[PolicyLossName], Callable[[PolicyLossFn], PolicyLossFn]] = registrar(
+    POLICY_LOSSES, "policy loss"
+)
 
 
 def _log_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -235,16 +227,9 @@ KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 KL_ESTIMATORS: dict[str, KLEstimator] = {}  # train.kl_estimator -> the estimator
 
 
-def register_kl(name: KLEstimatorName) -> Callable[[KLEstimator], KLEstimator]:
-    """Decorator: file the KL estimator under ``name`` in :data:`KL_ESTIMATORS`."""
-
-    def add(fn: KLEstimator) -> KLEstimator:
-        if name in KL_ESTIMATORS:
-            raise ValueError(f"KL estimator {name!r} is registered twice")
-        KL_ESTIMATORS[name] = fn
-        return fn
-
-    return add
+register_kl: Callable[[KLEstimatorName], Callable[[KLEstimator], KLEstimator]] = registrar(
+    KL_ESTIMATORS, "KL estimator"
+)
 
 
 @register_kl("k1")

@@ -10,7 +10,8 @@ imports nothing but ``typing``, so loading a config never imports torch.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Callable
+from typing import Literal, TypeVar, get_args
 
 __all__ = [
     "AGG_MODES",
@@ -22,6 +23,7 @@ __all__ = [
     "AlgorithmName",
     "KLEstimatorName",
     "PolicyLossName",
+    "registrar",
 ]
 
 # train.algorithm, and the key of its advantage estimator (ppo: GAE over a critic's values)
@@ -37,3 +39,22 @@ AGG_MODES: tuple[AggMode, ...] = get_args(AggMode)
 
 # estimators of the outcome alone: their signature has no ``kl_coef`` (a test pins this against the functions)
 NO_KL_IN_REWARD: tuple[AlgorithmName, ...] = ("grpo", "dr_grpo", "rloo")
+
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def registrar(table: dict[str, _F], kind: str) -> Callable[[str], Callable[[_F], _F]]:
+    """The ``@register_…(name)`` decorator of one registry: it files a function under ``name`` in
+    ``table`` and refuses a name registered twice."""
+
+    def register(name: str) -> Callable[[_F], _F]:
+        def add(fn: _F) -> _F:
+            if name in table:
+                raise ValueError(f"{kind} {name!r} is registered twice")
+            table[name] = fn
+            return fn
+
+        return add
+
+    return register
