@@ -36,6 +36,7 @@ punctuation, no articles). The rules, and why:
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections import deque
@@ -89,8 +90,9 @@ class WorkedExample:
     passage: str
 
 
+@functools.cache
 def worked_example(protocol: TagProtocol) -> WorkedExample | None:
-    """The last ``<answer>`` and the last information block of the instruction, or None without either.
+    """Parsed once per protocol (every audited sample of a run asks for it). The last ``<answer>`` and the last information block of the instruction, or None without either.
     The instructions that only name their tags ("between <information> and </information>") show no
     passage: a block of fewer than :data:`EXAMPLE_RUN` words is ignored."""
     text = protocol.instruction
