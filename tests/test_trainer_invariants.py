@@ -268,3 +268,29 @@ def test_all_zero_advantage_step_still_applies_momentum(smol_tokenizer, tmp_path
         assert float(state["step"]) == float(fast["adam"][1][n]["step"]) == 2.0, n
         for key in ("exp_avg", "exp_avg_sq"):
             assert_same_gradient(f"{n} {key}", state[key], fast["adam"][1][n][key])
+
+
+def test_injected_mask_marks_exactly_the_environment_tokens_of_the_response() -> None:
+    trajs = [_traj(5, 4, 6, 3, 10), _traj(3, 6, 0, 0, 11)]
+    for mask_retrieved in (True, False):
+        batch = collate(trajs, [1.0, 0.0], [0, 1], pad_id=2, mask_retrieved=mask_retrieved)
+        expected = torch.zeros_like(batch.loss_mask)
+        expected[0, 5 + 4 - 1 : 5 + 4 + 6 - 1] = 1.0  # row 0's 6 injected targets; row 1 has none, nor the prompts
+        assert torch.equal(batch.injected_mask, expected)
+
+
+def test_logged_injected_logprob_is_the_exact_mean_over_injected_tokens(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from helpers.training import make_trainer
+
+    trajs = [_traj(5, 4, 6, 3, 12), _traj(4, 3, 9, 2, 13)]
+    off = make_trainer(smol_tokenizer, "grpo", tmp_path / "off")
+    batch = collate(trajs, [1.0, 0.0], [0, 0], pad_id=2, mask_retrieved=False)
+    assert off.stage_injected(batch) == {}  # not asked for: no forward pass
+    trainer = make_trainer(smol_tokenizer, "grpo", tmp_path / "on", extra=("train.log_injected=true",))
+    got = trainer.stage_injected(batch)["actor/injected_logprob"]
+    with torch.no_grad():
+        logits = trainer.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    lp = torch.log_softmax(logits, -1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+    expected = float((lp * batch.injected_mask).sum() / batch.injected_mask.sum())
+    assert abs(got - expected) < 1e-4 * abs(expected) and expected < 0
+    assert "perf/time_injected" in trainer.step()  # a real step runs the stage (the tiny policy never searches)

@@ -212,6 +212,13 @@ class TrainConfig(Section):
             "kl_coef is 0; one more forward pass per step, without gradient."
         ),
     )
+    log_injected: bool = Field(
+        False,
+        description=(
+            "Log actor/injected_logprob: the policy's mean log-prob per injected response token (passages, "
+            "tags) before the update, the quantity the unmasked ablation trains up; one more forward pass."
+        ),
+    )
     log_entropy: bool = Field(
         False,
         description=(

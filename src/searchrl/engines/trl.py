@@ -78,6 +78,8 @@ def grpo_args(cfg: Config, world: int = 1) -> dict[str, Any]:
         raise _reject("train.kl_estimator", t.kl_estimator, "TRL's KL is k3 in the loss (kl_in_reward=false)")
     if t.log_kl and t.kl_coef == 0:
         raise _reject("train.log_kl", t.log_kl, "TRL builds a reference and logs KL only with train.kl_coef > 0")
+    if t.log_injected:
+        raise _reject("train.log_injected", True, "TRL's GRPOTrainer computes no log-probs of injected tokens")
     if r.group_size < 2:
         raise _reject("rollout.group_size", r.group_size, "GRPO needs at least 2 samples per prompt")
     batch = t.prompts_per_step * r.group_size

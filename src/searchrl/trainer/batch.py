@@ -6,7 +6,8 @@ sequence (the token predicted from positions 0..t). ``loss_mask`` comes from the
 rollout loop built it; with ``mask_retrieved=False`` (the ablation of the papers) every response token
 counts, injected passages included, but the prompt and padding never do. ``policy_mask`` keeps the
 rollout's own mask in both cases, so statistics of the policy's tokens (entropy) stay comparable
-between the masked run and the ablation.
+between the masked run and the ablation. ``injected_mask`` marks the response tokens the environment
+wrote (passages, tags): the text whose likelihood the unmasked ablation trains up (``train.log_injected``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ class RolloutBatch:
     rewards: torch.Tensor  # [B] float, one outcome reward per trajectory
     group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
     policy_mask: torch.Tensor  # [B, T-1] float, the rollout's loss_mask as built (= loss_mask unless the ablation)
+    injected_mask: torch.Tensor  # [B, T-1] float, 1 = response token the environment injected (passages, tags)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
-        for name in ("loss_mask", "policy_mask"):
+        for name in ("loss_mask", "policy_mask", "injected_mask"):
             assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
         assert self.rewards.shape == (b,) and self.group.shape == (b,)
 
@@ -64,21 +66,25 @@ def collate(
         traj.check()
         n = len(traj.ids)
         mask = traj.loss_mask
+        response = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
         if not mask_retrieved:
-            mask = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
-        rows.append((traj.ids, mask, traj.loss_mask))
+            mask = response
+        injected = [r * (1 - o) for r, o in zip(response, traj.loss_mask, strict=True)]
+        rows.append((traj.ids, mask, traj.loss_mask, injected))
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
     attn = torch.zeros((b, width), dtype=torch.long)
     mask_t = torch.zeros((b, width), dtype=torch.float32)
     own = torch.zeros((b, width), dtype=torch.float32)
-    for i, (r_ids, r_mask, r_own) in enumerate(rows):
+    injected = torch.zeros((b, width), dtype=torch.float32)
+    for i, (r_ids, r_mask, r_own, r_injected) in enumerate(rows):
         n = len(r_ids)
         ids[i, :n] = torch.tensor(r_ids, dtype=torch.long)
         attn[i, :n] = 1
         mask_t[i, :n] = torch.tensor(r_mask, dtype=torch.float32)
         own[i, :n] = torch.tensor(r_own, dtype=torch.float32)
+        injected[i, :n] = torch.tensor(r_injected, dtype=torch.float32)
     return RolloutBatch(
         input_ids=ids,
         attention_mask=attn,
@@ -86,6 +92,7 @@ def collate(
         rewards=torch.tensor(list(rewards), dtype=torch.float32),
         group=torch.tensor(list(groups), dtype=torch.long),
         policy_mask=own[:, 1:],
+        injected_mask=injected[:, 1:],
     )
 
 

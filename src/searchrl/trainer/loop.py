@@ -168,11 +168,12 @@ class Trainer:
         examples, trajs, rewards = drawn.train_groups(self.dist.world)
         batch = self.stage_collate(examples, trajs, rewards)
         old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
+        injected = clock.time("injected", self.stage_injected, batch)
         adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
         stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
         metrics = {**_rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
         audit = clock.time("audit", self.stage_audit, drawn, metrics["rollout/searches"])
-        metrics |= {**audit, **stats, **clock.timings()}
+        metrics |= {**audit, **stats, **injected, **clock.timings()}
         self.state.step += 1
         self.stage_log(examples, trajs, rewards, metrics)
         return metrics
@@ -276,19 +277,33 @@ class Trainer:
             None if values is None else gather(values),
         )
 
+    @torch.no_grad()
+    def stage_injected(self, batch: RolloutBatch) -> dict[str, float]:
+        """``actor/injected_logprob`` with ``train.log_injected``: the mean log-prob the policy gives the
+        injected response tokens (global over ranks; absent when no row has any)."""
+        if not self.cfg.train.log_injected:
+            return {}
+        self.policy.eval()
+        rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
+        own = batch if self.dist.world == 1 else batch.select(rows)
+        lp = self._forward_chunks(self.policy, own, "injected_mask")
+        parts = self.dist.gather_list([(float(lp.sum()), float(own.injected_mask.sum()))])
+        total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        return {"actor/injected_logprob": total / count} if count else {}
+
     def _on_policy(self, batch_size: int) -> bool:
         """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
         t = self.cfg.train
         kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
         return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
 
-    def _forward_chunks(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
+    def _forward_chunks(self, model: Any, batch: RolloutBatch, where: str = "loss_mask") -> torch.Tensor:
         mb = self.cfg.train.micro_batch
         outs = []
         for s in range(0, batch.size, mb):
             idx = torch.arange(s, min(s + mb, batch.size))
             sub = batch.select(idx)
-            lp, _ = token_logprobs(model, sub.input_ids, sub.attention_mask, sub.loss_mask)
+            lp, _ = token_logprobs(model, sub.input_ids, sub.attention_mask, getattr(sub, where))
             outs.append(lp)
         return torch.cat(outs)
 
