@@ -228,3 +228,20 @@ def test_bad_requests_get_one_line_errors(lora_run: Path, tiny_model_dir: Path, 
     one_line_error(export(lora_run, "--out", lora_run, "--force"), "would replace the run folder")
     assert export(lora_run, "--out", busy, "--force", "--step", "0").exit_code == 0
     assert not (busy / "keep.txt").exists() and (busy / "model.safetensors").is_file()
+
+
+def test_ask_takes_an_exported_folder_with_its_runs_settings(lora_run: Path, exported: dict[str, Path]) -> None:
+    """`searchrl ask model.path=DIR` answers as `--checkpoint RUN_DIR` does: the folder's record brings the
+    run's protocol (r1_searcher, not the default search_r1), budgets and top-k."""
+    runner, question = CliRunner(), "Who founded Quillon?"
+    run = runner.invoke(app, ["ask", question, "--checkpoint", str(lora_run)])
+    folder = runner.invoke(app, ["ask", question, f"model.path={exported['merged']}"])
+    assert run.exit_code == 0 and folder.exit_code == 0, run.output + folder.output
+
+    def trace(output: str) -> list[str]:  # without the header line, which names where the model came from
+        return [line for line in output.splitlines() if "checkpoint step" not in line]
+
+    assert "(checkpoint step 3, bm25 retriever)" in folder.output
+    assert trace(run.output) == trace(folder.output) and "answer:" in folder.output  # the same trace and answer
+    bare = runner.invoke(app, ["ask", question, f"model.path={exported['merged']}", "rollout.protocol=search_r1"])
+    assert bare.exit_code == 0 and trace(bare.output) != trace(folder.output)  # the command's overrides win

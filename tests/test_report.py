@@ -94,6 +94,18 @@ def test_report_of_a_real_run(run_dir: Path) -> None:
     assert re.search(r"<b>timings:</b> rl \d+\.\d s, eval \d+\.\d s", page)
 
 
+def test_the_runs_paired_comparison_is_on_the_page(tmp_path: Path) -> None:
+    paired = [
+        {"group": "all", "diff": 0.12, "low": 0.03, "high": 0.21, "fixed": 15, "broken": 3},
+        {"group": "2hop", "diff": "n/a"},  # malformed: skipped, not rendered as a number
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps({"paired": paired, "paired_title": "after RL − before"}))
+    page = write_report(tmp_path, tmp_path / "out.html").read_text()
+    section = page[page.index('id="paired"') :]
+    assert "after RL − before" in page and "+0.120" in section and "[+0.030, +0.210]" in section
+    assert "15 / 3" in section and section.count('class="paired"') == 1
+
+
 def test_injected_class_only_with_injected_spans(tmp_path: Path) -> None:
     (tmp_path / "eval").mkdir()
     row = {"id": "a", "question": "Q <b>?", "golds": ["x"], "answer": "x", "em": 1.0, "response": "r"}
@@ -107,6 +119,7 @@ def test_injected_class_only_with_injected_spans(tmp_path: Path) -> None:
 def test_missing_parts(tmp_path: Path) -> None:
     page = write_report(tmp_path, tmp_path / "out.html").read_text()
     assert "no training metrics" in page and "no evaluation results" in page and "no trajectories" in page
+    assert 'id="paired"' not in page
     assert "no config.yaml" in page
     with pytest.raises(FileNotFoundError, match="not a directory"):
         write_report(tmp_path / "nope")

@@ -21,12 +21,16 @@ class OneDoc:
         return [[Passage("d", "Doc", f"text about {q}", 1.0)] for q in queries]
 
 
-def rollout(model, tok, reuse: bool, params: SamplingParams, seed: int = 0):  # type: ignore[no-untyped-def]
+def rollout(model, tok, reuse: bool, params: SamplingParams, seed: int = 0, group: int = 1):  # type: ignore[no-untyped-def]
+    """``reuse=False``: every call recomputes every row in full (no cache reuse, no shared prefill)."""
     protocol = PROTOCOLS["search_r1"]
     # short turns end by length, so every row goes through several turns with injected (masked) text
     limits = RolloutLimits(max_turns=4, max_new_tokens=6, max_context=1024)
-    engine = RolloutEngine(HFGenerator(model, tok, reuse_cache=reuse), OneDoc(), tok, protocol, limits)
-    reqs = [RolloutRequest(f"q{i}", i, prompt_ids(tok, protocol, q)) for i, q in enumerate(QUESTIONS)]
+    backend = HFGenerator(model, tok, reuse_cache=reuse, share_prefill=reuse)
+    engine = RolloutEngine(backend, OneDoc(), tok, protocol, limits)
+    reqs = [
+        RolloutRequest(f"q{i}", g, prompt_ids(tok, protocol, q)) for i, q in enumerate(QUESTIONS) for g in range(group)
+    ]
     return engine.run(reqs, params, seed=seed), engine
 
 
@@ -40,6 +44,24 @@ def test_cache_reuse_matches_full_recompute(tiny_lm, smol_tokenizer) -> None:  #
         assert len(x.turns) >= 2
     fed_a, fed_b = eng_a.backend.tokens_fed, eng_b.backend.tokens_fed  # type: ignore[attr-defined]
     assert fed_a < fed_b  # the prompt and earlier turns were not recomputed
+
+
+def test_shared_prompt_prefill_gives_the_trajectories_of_the_unshared_one(tiny_lm, smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """Groups of 3 samples per question: the instruction runs once, each question's rest once per group."""
+    protocol = PROTOCOLS["search_r1"]
+    prompts = [prompt_ids(smol_tokenizer, protocol, q) for q in QUESTIONS]
+    greedy = SamplingParams(greedy=True)
+    shared, _ = rollout(tiny_lm, smol_tokenizer, True, greedy, group=3)
+    plain, _ = rollout(tiny_lm, smol_tokenizer, False, greedy, group=3)
+    for x, y in zip(shared, plain, strict=True):
+        assert x.ids == y.ids and x.loss_mask == y.loss_mask
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    backend = HFGenerator(tiny_lm, smol_tokenizer)
+    contexts = [p for p in prompts for _ in range(3)]
+    backend.generate(list(range(9)), contexts, [1] * 9, [], greedy, seed=0)
+    common = next(i for i in range(len(prompts[0])) if len({p[i] for p in prompts}) > 1)
+    assert 50 < common < len(prompts[0])  # the protocol's instruction
+    assert backend.tokens_fed == common + sum(len(p) - common for p in prompts)  # not 9 x the prompt
 
 
 def test_seeded_sampling_is_reproducible(tiny_lm, smol_tokenizer) -> None:  # type: ignore[no-untyped-def]

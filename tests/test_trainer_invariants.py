@@ -293,4 +293,10 @@ def test_logged_injected_logprob_is_the_exact_mean_over_injected_tokens(smol_tok
     lp = torch.log_softmax(logits, -1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
     expected = float((lp * batch.injected_mask).sum() / batch.injected_mask.sum())
     assert abs(got - expected) < 1e-4 * abs(expected) and expected < 0
+    # a step that runs the old log-prob pass scores the injected tokens in that pass: same metric, same old
+    old_off, _, _ = off.stage_logprobs(batch)
+    old_on, _, _ = trainer.stage_logprobs(batch)
+    assert trainer._injected_sums is not None and old_on is not None and old_off is not None
+    torch.testing.assert_close(old_on, old_off, rtol=0, atol=1e-5)
+    assert abs(trainer.stage_injected(batch)["actor/injected_logprob"] - expected) < 1e-4 * abs(expected)
     assert "perf/time_injected" in trainer.step()  # a real step runs the stage (the tiny policy never searches)

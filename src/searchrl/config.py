@@ -212,11 +212,20 @@ class TrainConfig(Section):
             "kl_coef is 0; one more forward pass per step, without gradient."
         ),
     )
+    shared_prompt: bool = Field(
+        False,
+        description=(
+            "Run each group's prompt once per forward pass of the update (and of the old, reference and injected "
+            "log-prob passes) instead of once per sample; the gradient is the same. Mini-batches then hold whole "
+            "groups (shuffled by group); a micro_batch of group_size rows shares the most."
+        ),
+    )
     log_injected: bool = Field(
         False,
         description=(
             "Log actor/injected_logprob: the policy's mean log-prob per injected response token (passages, "
-            "tags) before the update, the quantity the unmasked ablation trains up; one more forward pass."
+            "tags) before the update, the quantity the unmasked ablation trains up; scored in the old log-prob "
+            "pass when the step runs one, else one more forward pass."
         ),
     )
     log_entropy: bool = Field(

@@ -220,6 +220,7 @@ def run_demo(
         "rl_em": [h.get("reward/em") for h in history],
         "plan": plan.__dict__,
         "rl_steps_run": len(history),
+        "paired_title": "agent after RL − agent after the warm start, exact match",
         "paired": [
             {
                 "group": p.group,

@@ -12,7 +12,12 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from searchrl.types import Trajectory
 
 NAMESPACES = ("rollout", "retrieval", "reward", "actor", "critic", "perf", "eval", "sft", "train", "audit", "watchdog")
 
@@ -70,3 +75,21 @@ def merge_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in records:
         by_step.setdefault(rec["step"], {}).update(rec)
     return [by_step[s] for s in sorted(by_step)]
+
+
+def rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[float]) -> dict[str, float]:
+    """The step's ``reward/…``, ``rollout/…`` and ``retrieval/…`` scalars (means over its trajectories)."""
+    n = len(trajs)
+    return {
+        "reward/mean": float(np.mean(rewards)),
+        "reward/std": float(np.std(rewards)),
+        "reward/em": float(np.mean(em)),
+        "rollout/searches": sum(t.n_searches for t in trajs) / n,
+        "rollout/invalid": sum(t.n_invalid for t in trajs) / n,
+        "rollout/answered": sum(t.answer is not None for t in trajs) / n,
+        "rollout/truncated": sum(t.finish_reason in ("context", "max_turns") for t in trajs) / n,  # out of budget
+        "rollout/response_tokens": sum(len(t.ids) - t.prompt_len for t in trajs) / n,
+        "rollout/policy_tokens": sum(t.n_policy_tokens for t in trajs) / n,
+        "retrieval/seconds_per_search": sum(x.retrieval_s for t in trajs for x in t.turns if x.action == "search")
+        / max(1, sum(t.n_searches for t in trajs)),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,7 +196,10 @@ def compare(
 
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    checkpoint: Annotated[Path, typer.Option(help="A run folder (its config.yaml and latest checkpoint).")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A run folder (its config.yaml and latest checkpoint); or omit it and pass model.path=DIR."),
+    ] = None,
     overrides: Overrides = None,
     sample: Annotated[bool, typer.Option(help="Sample at rollout.temperature instead of greedy decoding.")] = False,
 ) -> None:
@@ -203,6 +207,8 @@ def ask(
 
     The retriever is the run's own (retrieval.* of its config); override it after the question, e.g.
     ``searchrl ask "..." retrieval.kind=http retrieval.url=http://127.0.0.1:8000/retrieve --checkpoint runs/demo``.
+    Without ``--checkpoint``, ``model.path=DIR`` names the model: a folder from ``searchrl export`` brings
+    its run's protocol, budgets and retriever settings (its ``searchrl_export.json``), under your overrides.
     """
     from searchrl.config import ConfigError
     from searchrl.rollout.backend import SamplingParams
@@ -213,18 +219,40 @@ def ask(
     from searchrl.rollout.trace import format_trace
     from searchrl.trainer.checkpoint import load_trained_policy
 
+    step: int | None
     try:
-        cfg, policy, tok, step = load_trained_policy(checkpoint, overrides)
-    except (FileNotFoundError, ConfigError) as err:
+        if checkpoint is not None:
+            cfg, policy, tok, step = load_trained_policy(checkpoint, overrides)
+        else:
+            cfg, policy, tok, step = load_model_path(overrides or [])
+    except (FileNotFoundError, ConfigError, OSError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     console = Console()  # the trace is the command's output: stdout
     engine = build_rollout(cfg, HFGenerator(policy, tok), retriever_for(cfg), tok)
     params = SamplingParams(temperature=cfg.rollout.temperature) if sample else SamplingParams(greedy=True)
     (traj,) = engine.run([RolloutRequest("ask", 0, prompt_ids(tok, engine.protocol, question))], params, seed=cfg.seed)
-    console.print(f"[bold]{question}[/bold]  [dim](checkpoint step {step}, {cfg.retrieval.kind} retriever)[/dim]")
+    where = f"checkpoint step {step}" if step is not None else cfg.model.path
+    console.print(f"[bold]{question}[/bold]  [dim]({where}, {cfg.retrieval.kind} retriever)[/dim]")
     console.print(format_trace(traj, tok, markup=True), highlight=False)
     console.print(f"[bold green]answer:[/bold green] {traj.answer if traj.answer is not None else '(none)'}")
+
+
+def load_model_path(overrides: list[str]) -> tuple[Any, Any, Any, int | None]:
+    """(config, policy, tokenizer, step) for ``model.path=DIR`` without a run folder; an exported folder's
+    recorded overrides (``searchrl_export.json``) come first, so the command's own overrides win."""
+    from searchrl.config import load_config
+    from searchrl.models import EXPORT_RECORD, load_policy
+
+    cfg = load_config(None, overrides)
+    record_path = Path(cfg.model.path) / EXPORT_RECORD
+    step = None
+    if record_path.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        cfg = load_config(None, [*record.get("overrides", []), *overrides])
+        step = record.get("step")
+    policy, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
+    return cfg, policy, tok, step
 
 
 def report(

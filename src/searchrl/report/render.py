@@ -158,9 +158,29 @@ def results_html(tables: dict[str, dict[str, Any]]) -> str:
     return f'<h2>Evaluation</h2><table id="results"><tr><th>method</th><th>group</th>{head}</tr>{"".join(rows)}</table>'
 
 
+def paired_html(summary: dict[str, Any]) -> str:
+    """The run's paired comparison (summary.json ``paired``: one row per question group), if it has one."""
+    rows = [p for p in summary.get("paired") or [] if isinstance(p, dict) and is_number(p.get("diff"))]
+    if not rows:
+        return ""
+    cells = "".join(
+        f'<tr class="paired"><td>{esc(p.get("group"))}</td><td>{fmt(p["diff"], "+.3f")}</td>'
+        f"<td>[{fmt(p.get('low'), '+.3f')}, {fmt(p.get('high'), '+.3f')}]</td>"
+        f"<td>{esc(p.get('fixed'))} / {esc(p.get('broken'))}</td></tr>"
+        for p in rows
+    )
+    title = esc(summary.get("paired_title") or "paired comparison")
+    return (
+        f"<h2>Paired comparison</h2><p>{title}: the same held-out questions, 95 % bootstrap interval</p>"
+        f'<table id="paired"><tr><th>group</th><th>difference</th><th>95 % CI</th><th>fixed / broken</th></tr>'
+        f"{cells}</table>"
+    )
+
+
 def render_report(run: Path) -> str:
     data = load_run(run)
-    body = header_html(data) + curves_html(data.history) + audit_html(data.history) + results_html(data.tables)
+    body = header_html(data) + paired_html(data.summary) + curves_html(data.history) + audit_html(data.history)
+    body += results_html(data.tables)
     body += viewer_html(data.examples)
     return html_page(f"searchrl report: {data.name}", body, VIEWER_JS)
 

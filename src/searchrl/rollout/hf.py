@@ -6,6 +6,10 @@ already in its batched KV cache and feeds only the new suffix, so the prompt and
 never recomputed. Rows whose key is absent from a call are dropped from the cache (finished samples
 leave the batch). Rows of different lengths share the cache through the attention mask: padding may sit
 in the middle of a row, and position ids count real tokens only.
+
+A fresh batch (``share_prefill``, the default) is prefilled without repeats: the part every context
+begins with (the protocol's instruction) runs once, each distinct context's rest runs once (a GRPO
+group's G samples share one prompt), and the cache rows are then copied out to the batch's rows.
 """
 
 from __future__ import annotations
@@ -69,11 +73,13 @@ class HFGenerator:
         tokenizer: PreTrainedTokenizerBase,
         *,
         reuse_cache: bool = True,
+        share_prefill: bool = True,
         stop_window: int = 12,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.reuse_cache = reuse_cache
+        self.share_prefill = share_prefill
         self.stop_window = stop_window  # tokens decoded from the tail when checking stop strings
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         ids = {tokenizer.eos_token_id} | (set(eos) if isinstance(eos, list) else {eos})
@@ -122,6 +128,8 @@ class HFGenerator:
                 len(ctx) > len(st.seqs[r]) and ctx[: len(st.seqs[r])] == st.seqs[r]
                 for ctx, r in zip(contexts, rows, strict=True)
             )
+        if not reusable and self.share_prefill and len(contexts) > 1:
+            return self._prefill_shared(keys, contexts)
         if not reusable:
             self.state = st = _CacheState(keys=keys, seqs=[[] for _ in keys])
             suffixes = contexts
@@ -134,6 +142,40 @@ class HFGenerator:
             st.keys, st.seqs = keys, [st.seqs[r] for r in rows]
             suffixes = [ctx[len(seq) :] for ctx, seq in zip(contexts, st.seqs, strict=True)]
         return self._feed(suffixes)
+
+    def _prefill_shared(self, keys: list[int], contexts: list[list[int]]) -> torch.Tensor:
+        """A fresh cache for ``contexts`` in which shared tokens are computed once: the prefix common to all
+        contexts, then each distinct context's rest; returns next-token logits [B, V]."""
+        index: dict[tuple[int, ...], int] = {}
+        for ctx in contexts:
+            index.setdefault(tuple(ctx), len(index))
+        distinct = [list(c) for c in index]
+        common = 0  # the longest common prefix, leaving every distinct context at least one token to feed
+        limit = min(len(c) for c in distinct) - 1
+        while common < limit and all(c[common] == distinct[0][common] for c in distinct):
+            common += 1
+        if len(distinct) > 1 and common > 0:
+            self.state = _CacheState(keys=[0], seqs=[[]])
+            self._feed([distinct[0][:common]])  # one row, then copied to every distinct row
+            self._select(torch.zeros(len(distinct), dtype=torch.long))
+            logits = self._feed([c[common:] for c in distinct])
+        else:
+            self.state = _CacheState(keys=list(range(len(distinct))), seqs=[[] for _ in distinct])
+            logits = self._feed(distinct)
+        st = self.state
+        rows = torch.tensor([index[tuple(c)] for c in contexts])
+        if len(distinct) < len(contexts):
+            self._select(rows)
+        st.keys = list(keys)
+        return logits.index_select(0, rows.to(logits.device))
+
+    def _select(self, rows: torch.Tensor) -> None:
+        """Cache row i becomes old row ``rows[i]`` (repeats allowed)."""
+        st = self.state
+        st.cache.batch_select_indices(rows.to(self.device))
+        assert st.attn is not None
+        st.attn = st.attn.index_select(0, rows)
+        st.seqs = [list(st.seqs[r]) for r in rows.tolist()]
 
     def _feed(self, suffixes: list[list[int]]) -> torch.Tensor:
         """Run right-aligned suffixes (left-padded block) through the model; returns last logits [B, V]."""

@@ -29,13 +29,14 @@ class RolloutBatch:
     group: torch.Tensor  # [B] long, index of the prompt the sample answers (GRPO / RLOO groups)
     policy_mask: torch.Tensor  # [B, T-1] float, the rollout's loss_mask as built (= loss_mask unless the ablation)
     injected_mask: torch.Tensor  # [B, T-1] float, 1 = response token the environment injected (passages, tags)
+    prompt_len: torch.Tensor  # [B] long, tokens of the row's prompt (a group's rows share it: train.shared_prompt)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
         for name in ("loss_mask", "policy_mask", "injected_mask"):
             assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
-        assert self.rewards.shape == (b,) and self.group.shape == (b,)
+        assert self.rewards.shape == (b,) and self.group.shape == (b,) and self.prompt_len.shape == (b,)
 
     def select(self, index: torch.Tensor) -> RolloutBatch:
         """Rows ``index`` of every field (mini-batches)."""
@@ -69,8 +70,8 @@ def collate(
         response = [0] * min(traj.prompt_len, n) + [1] * max(0, n - traj.prompt_len)
         if not mask_retrieved:
             mask = response
-        injected = [r * (1 - o) for r, o in zip(response, traj.loss_mask, strict=True)]
-        rows.append((traj.ids, mask, traj.loss_mask, injected))
+        env = [r * (1 - o) for r, o in zip(response, traj.loss_mask, strict=True)]
+        rows.append((traj.ids, mask, traj.loss_mask, env))
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
@@ -93,6 +94,7 @@ def collate(
         group=torch.tensor(list(groups), dtype=torch.long),
         policy_mask=own[:, 1:],
         injected_mask=injected[:, 1:],
+        prompt_len=torch.tensor([t.prompt_len for t in trajectories], dtype=torch.long),
     )
 
 

@@ -16,7 +16,7 @@ import torch
 from searchrl.algorithms.logprobs import entropy_from_logits, head_logprobs, logprobs_from_logits
 
 
-def _body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
+def body_and_head(model: Any) -> tuple[Any, torch.nn.Module]:
     """The transformer body and the output head of a causal LM (peft-wrapped or not)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
@@ -46,10 +46,27 @@ def token_logprobs(
     ``entropy_grad=False`` computes the entropy as a detached statistic and keeps the log-probs on the fused
     path (logits never stored).
     """
+    body, head = body_and_head(model)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
+    return head_logprobs_at(
+        head, hidden, input_ids, positions, chunk=chunk, with_entropy=with_entropy, entropy_grad=entropy_grad
+    )
+
+
+def head_logprobs_at(
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    input_ids: torch.Tensor,
+    positions: torch.Tensor,
+    *,
+    chunk: int = LOGPROB_CHUNK,
+    with_entropy: bool = False,
+    entropy_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output head applied at ``positions`` of ``hidden`` [B, T-1, H] (the body's states, shifted):
+    (logprobs of ``input_ids[:, 1:]``, entropy or None), both [B, T-1] and zero elsewhere."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    body, head = _body_and_head(model)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
     where = positions.bool()
     h = hidden[where]  # [N, H]
     targets = input_ids[:, 1:][where]  # [N]

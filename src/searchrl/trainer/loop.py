@@ -36,7 +36,7 @@ import torch
 from searchrl.audit import SearchDrift, audit_batch
 from searchrl.config import Config, TrainConfig
 from searchrl.data.protocols import PROTOCOLS, TagProtocol
-from searchrl.metrics import MetricsSink
+from searchrl.metrics import MetricsSink, rollout_metrics
 from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.schedules import RewardSchedule
 from searchrl.rewards.trajectory import TrajectoryReward, scheduled_rewards
@@ -57,8 +57,8 @@ from searchrl.trainer.checkpoint import (
 )
 from searchrl.trainer.critic import ValueModel, build_critic
 from searchrl.trainer.distributed import Distributed
-from searchrl.trainer.logprobs import token_logprobs
 from searchrl.trainer.lora import add_lora
+from searchrl.trainer.prefix import batch_logprobs
 from searchrl.trainer.reference import Reference
 from searchrl.trainer.sampling import Drawn
 from searchrl.trainer.update import PolicyUpdate
@@ -116,6 +116,7 @@ class Trainer:
         self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
         self.state = TrainState()
         self.drift = SearchDrift()  # audit/searches_*: the one-search shortcut (searchrl.audit)
+        self._injected_sums: tuple[float, float] | None = None  # this step's, from the old log-prob pass
         self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
         self.order = list(range(len(self.examples)))
         random.Random(cfg.seed).shuffle(self.order)
@@ -171,7 +172,8 @@ class Trainer:
         injected = clock.time("injected", self.stage_injected, batch)
         adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
         stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
-        metrics = {**_rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
+        metrics = {**rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
+        metrics["rollout/rows_trained"] = float(batch.size)
         audit = clock.time("audit", self.stage_audit, drawn, metrics["rollout/searches"])
         metrics |= {**audit, **stats, **injected, **clock.timings()}
         self.state.step += 1
@@ -262,11 +264,19 @@ class Trainer:
         self.policy.eval()
         rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
         own = batch if self.dist.world == 1 else batch.select(rows)
-        old = None if self._on_policy(batch.size) else self._forward_chunks(self.policy, own)
+        self._injected_sums = None
+        old = None
+        if not self._on_policy(batch.size):
+            if self.cfg.train.log_injected:  # the same pass also scores the injected tokens (stage_injected)
+                both = self._forward_chunks(self.policy, own, (own.loss_mask + own.injected_mask).clamp(max=1))
+                self._injected_sums = (float((both * own.injected_mask).sum()), float(own.injected_mask.sum()))
+                old = both * own.loss_mask
+            else:
+                old = self._forward_chunks(self.policy, own, own.loss_mask)
         ref = None
         if self.reference is not None:
             with self.reference.model() as ref_model:
-                ref = self._forward_chunks(ref_model, own)
+                ref = self._forward_chunks(ref_model, own, own.loss_mask)
         values = None
         if self.critic is not None:
             values = self.critic(own.input_ids, own.attention_mask) * own.loss_mask
@@ -283,11 +293,14 @@ class Trainer:
         injected response tokens (global over ranks; absent when no row has any)."""
         if not self.cfg.train.log_injected:
             return {}
-        self.policy.eval()
-        rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
-        own = batch if self.dist.world == 1 else batch.select(rows)
-        lp = self._forward_chunks(self.policy, own, "injected_mask")
-        parts = self.dist.gather_list([(float(lp.sum()), float(own.injected_mask.sum()))])
+        sums = self._injected_sums  # from the old log-prob pass, when the step ran one
+        if sums is None:
+            self.policy.eval()
+            rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
+            own = batch if self.dist.world == 1 else batch.select(rows)
+            lp = self._forward_chunks(self.policy, own, own.injected_mask)
+            sums = (float(lp.sum()), float(own.injected_mask.sum()))
+        parts = self.dist.gather_list([sums])
         total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
         return {"actor/injected_logprob": total / count} if count else {}
 
@@ -297,13 +310,14 @@ class Trainer:
         kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
         return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
 
-    def _forward_chunks(self, model: Any, batch: RolloutBatch, where: str = "loss_mask") -> torch.Tensor:
+    def _forward_chunks(self, model: Any, batch: RolloutBatch, positions: torch.Tensor) -> torch.Tensor:
+        """Log-probs of ``batch`` at ``positions`` [B, T-1], ``train.micro_batch`` rows at a time (no grad)."""
         mb = self.cfg.train.micro_batch
         outs = []
         for s in range(0, batch.size, mb):
             idx = torch.arange(s, min(s + mb, batch.size))
             sub = batch.select(idx)
-            lp, _ = token_logprobs(model, sub.input_ids, sub.attention_mask, getattr(sub, where))
+            lp, _ = batch_logprobs(model, sub, positions[idx], shared=self.cfg.train.shared_prompt)
             outs.append(lp)
         return torch.cat(outs)
 
@@ -349,24 +363,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[float]) -> dict[str, float]:
-    """The step's ``reward/…``, ``rollout/…`` and ``retrieval/…`` scalars (means over its trajectories)."""
-    n = len(trajs)
-    return {
-        "reward/mean": float(np.mean(rewards)),
-        "reward/std": float(np.std(rewards)),
-        "reward/em": float(np.mean(em)),
-        "rollout/searches": sum(t.n_searches for t in trajs) / n,
-        "rollout/invalid": sum(t.n_invalid for t in trajs) / n,
-        "rollout/answered": sum(t.answer is not None for t in trajs) / n,
-        "rollout/truncated": sum(t.finish_reason in ("context", "max_turns") for t in trajs) / n,  # out of budget
-        "rollout/response_tokens": sum(len(t.ids) - t.prompt_len for t in trajs) / n,
-        "rollout/policy_tokens": sum(t.n_policy_tokens for t in trajs) / n,
-        "retrieval/seconds_per_search": sum(x.retrieval_s for t in trajs for x in t.turns if x.action == "search")
-        / max(1, sum(t.n_searches for t in trajs)),
-    }
 
 
 class _Clock:

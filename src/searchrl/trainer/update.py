@@ -30,7 +30,7 @@ from searchrl.config import TrainConfig
 from searchrl.trainer.batch import Scored
 from searchrl.trainer.critic import ValueModel
 from searchrl.trainer.distributed import Distributed
-from searchrl.trainer.logprobs import token_logprobs
+from searchrl.trainer.prefix import batch_logprobs, group_order
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ class PolicyUpdate:
         self.policy.train()
         stats: dict[str, list[float]] = {}
         for _ in range(self.t.epochs):
-            perm = torch.randperm(scored.batch.size, generator=gen)
+            if self.t.shared_prompt:  # whole groups per mini-batch, so micro-batches can share prompts
+                perm = group_order(scored.batch.group, gen)
+            else:
+                perm = torch.randperm(scored.batch.size, generator=gen)
             for s in range(0, scored.batch.size, self.t.mini_batch):
                 for k, v in self.minibatch(scored, perm[s : s + self.t.mini_batch]).items():
                     stats.setdefault(k, []).append(v)
@@ -161,8 +164,8 @@ class PolicyUpdate:
         b = scored.batch.select(idx)
         mask = b.loss_mask
         bonus = t.entropy_coef > 0
-        new, ent = token_logprobs(
-            self.policy, b.input_ids, b.attention_mask, mask, with_entropy=bonus or t.log_entropy, entropy_grad=bonus
+        new, ent = batch_logprobs(
+            self.policy, b, mask, shared=t.shared_prompt, with_entropy=bonus or t.log_entropy, entropy_grad=bonus
         )
         old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
         pl = POLICY_LOSSES[t.policy_loss](
