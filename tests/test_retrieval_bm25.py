@@ -10,6 +10,7 @@ import pytest
 
 from searchrl.retrieval.base import RetrievalError, Retriever
 from searchrl.retrieval.bm25 import META_FILE, BM25Retriever, stemmer_available, tokenize, tokenize_ids
+from searchrl.retrieval.bm25_engines import Bm25sEngine
 from searchrl.retrieval.corpus import load_corpus
 from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, write_store
 from searchrl.types import Passage
@@ -101,7 +102,8 @@ def test_streaming_build_matches_the_in_memory_build(bm25: BM25Retriever, wiki: 
     info = build_bm25_stream(
         [wiki[i : i + 37] for i in range(0, len(wiki), 37)], tmp_path / "idx" / "bm25", tokenize_ids, budget=2_000
     )
-    assert info["n_docs"] == 1000 and info["nnz"] == len(bm25.model.scores["data"])
+    assert isinstance(bm25.engine, Bm25sEngine)
+    assert info["n_docs"] == 1000 and info["nnz"] == len(bm25.engine.model.scores["data"])
     (tmp_path / "idx" / META_FILE).write_text(json.dumps({"stemmed": False, "n_passages": 1000}))
     write_store(wiki, tmp_path / "idx" / STORE_FILE, dedupe=False)
     streamed = BM25Retriever.load(tmp_path / "idx", mmap=True)

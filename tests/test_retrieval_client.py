@@ -96,7 +96,8 @@ def counting(bm25: BM25Retriever) -> CountingRetriever:
 
 @pytest.fixture(scope="module")
 def url(counting: CountingRetriever) -> Iterator[str]:
-    with serve_in_thread(counting, ServeConfig(port=0, max_queries=16), token=TOKEN) as base:
+    # no server cache: these tests count what reaches the retriever (the cache: test_retrieval_cache.py)
+    with serve_in_thread(counting, ServeConfig(port=0, max_queries=16, cache_size=0), token=TOKEN) as base:
         yield f"{base}/retrieve"
 
 

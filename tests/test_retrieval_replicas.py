@@ -46,10 +46,12 @@ def test_requests_spread_and_fail_over_when_a_replica_dies(bm25: BM25Retriever) 
     a, b = Counting(bm25), Counting(bm25)
     queries = ["Evan Morris lobbyist", "Horatio Hale ethnologist", "Danish fleet"]
     want = bm25.search(queries, 3)
+    no_cache = ServeConfig(port=0, cache_size=0)  # the same queries again must reach the replicas
     with ExitStack() as stack:
-        url_a = stack.enter_context(serve_in_thread(a, ServeConfig(port=0)))
-        with serve_in_thread(b, ServeConfig(port=0)) as url_b:
-            client = HTTPRetriever([url_a + "/retrieve", url_b + "/retrieve"], retries=0, dead_s=60)
+        url_a = stack.enter_context(serve_in_thread(a, no_cache))
+        with serve_in_thread(b, no_cache) as url_b:
+            urls = [url_a + "/retrieve", url_b + "/retrieve"]
+            client = HTTPRetriever(urls, retries=0, dead_s=60, cache_size=0)
             for _ in range(6):
                 assert client.search(queries, 3) == want
             assert a.queries == b.queries == 9  # round-robin
@@ -67,7 +69,8 @@ def test_a_dead_replica_rejoins_when_its_time_is_up(bm25: BM25Retriever) -> None
     with serve_in_thread(bm25, ServeConfig(port=0)) as url:
         port = int(url.rsplit(":", 1)[1])
         with serve_in_thread(bm25, ServeConfig(port=0)) as other:
-            client = HTTPRetriever([other + "/retrieve", url + "/retrieve"], retries=0, dead_s=5, clock=lambda: now[0])
+            urls = [other + "/retrieve", url + "/retrieve"]  # no cache: each search is a request
+            client = HTTPRetriever(urls, retries=0, dead_s=5, clock=lambda: now[0], cache_size=0)
             client.search(["x"], 1)
     # both down; the first request marks them dead
     with pytest.raises(RetrievalError):

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from searchrl.algorithms.names import NO_KL_IN_REWARD, AggMode, AlgorithmName, KLEstimatorName, PolicyLossName
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, BM25Engine  # beside the engine registry
+from searchrl.retrieval.query_cache import DEFAULT_CACHE_SIZE
 from searchrl.rewards.outcome import RewardName  # one list, beside the registry it names
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
 
@@ -65,6 +67,9 @@ class RetrievalConfig(Section):
     train_size: int = Field(200_000, ge=1, description="Vectors sampled to train an index that needs training.")
     shard_size: int = Field(50_000, ge=1, description="Passages per encoding shard (the unit of resume).")
     recall_queries: int = Field(256, ge=1, description="Sample queries for the build's recall@10 vs exact search.")
+    bm25_engine: BM25Engine = Field(
+        DEFAULT_BM25_ENGINE, description="BM25 scorer (searchrl.retrieval.bm25_engines): numba, numpy or tantivy."
+    )
     mmap: bool = Field(True, description="Memory-map BM25 arrays and faiss codes when loading an index folder.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant of kind=hybrid.")
     hybrid_depth: int = Field(50, ge=1, description="Candidates each retriever gives kind=hybrid to fuse.")
@@ -73,6 +78,7 @@ class RetrievalConfig(Section):
         description="Endpoint of the HTTP retriever; a list (or comma-separated) for replicas with failover.",
     )
     dead_s: float = Field(10.0, ge=0, description="How long a replica that failed is skipped before a retry.")
+    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Client LRU cache: (query, k, index) rows; 0 = off.")
     token_env: str = Field("SEARCHRL_TOKEN", description="Environment variable holding the bearer token.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout of the HTTP retriever.")
     retries: int = Field(5, ge=0, le=50, description="Retries after the first try (HTTP and web retrievers).")
@@ -106,6 +112,7 @@ class ServeConfig(Section):
     max_topk: int = Field(100, ge=1, description="Largest top-k accepted.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
     workers: int = Field(1, ge=1, description="Uvicorn worker processes.")
+    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Server LRU cache: (query, k, index) rows; 0 = off.")
 
 
 class DataConfig(Section):

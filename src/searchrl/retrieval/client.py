@@ -19,6 +19,13 @@ replica that fails with a retryable error is marked dead for ``dead_s`` seconds 
 goes at once to the next live replica; only when every replica failed in one round does the client
 sleep the backoff before the next round, and one round counts as one attempt. Dead replicas are tried
 again when their time is up (or when no replica is alive), so a restarted server rejoins by itself.
+
+Repeats: a call searches each distinct query once (:mod:`searchrl.retrieval.query_cache`), and rows are
+kept in an LRU cache (``cache_size``) keyed by the index id our server names in its ``X-Searchrl-Index``
+header. A call answered wholly from the cache first asks ``/health`` which index is served; when a
+server names another index than the cached rows came from, the cache is dropped and those queries are
+sent too, so a restart with another index never serves stale rows. A server that names no index (e.g.
+Search-R1's own) gets de-duplication only.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any, TypeVar
 import httpx
 
 from searchrl.retrieval.base import RetrievalError
+from searchrl.retrieval.query_cache import DEFAULT_CACHE_SIZE, INDEX_HEADER, QueryCache, SearchStats, dedupe, fan_out
 from searchrl.types import Passage
 
 T = TypeVar("T")
@@ -142,6 +150,7 @@ class HTTPRetriever:
         backoff_s: float = 0.2,
         max_batch: int = 512,
         dead_s: float = 10.0,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_batch < 1:
@@ -161,6 +170,9 @@ class HTTPRetriever:
         self._token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers)
+        self.cache = QueryCache(cache_size)
+        self.stats = SearchStats()
+        self._index_id: str | None = None  # what the last answers named; the cache answers for it only
 
     def __repr__(self) -> str:
         return f"HTTPRetriever(url={', '.join(self.urls)!r}, token={'set' if self._token else 'none'})"
@@ -187,44 +199,88 @@ class HTTPRetriever:
             self._dead_until[i] = self._clock() + self.dead_s if dead else 0.0
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
-        """Top-``k`` passages per query, best first; batches of at most ``max_batch`` queries."""
+        """Top-``k`` passages per query, best first; distinct queries only, cached rows reused while the
+        server names the same index; batches of at most ``max_batch`` queries."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        queries = list(queries)
-        out: list[list[Passage]] = []
-        while len(out) < len(queries):
-            chunk = queries[len(out) : len(out) + self.max_batch]
-            out.extend(self._search_fitting(chunk, k))
-        return out
+        if not queries:
+            return []
+        unique, where = dedupe(queries)
+        cached_for = self._index_id
+        rows = {i: row for i, q in enumerate(unique) if (row := self._cached(q, k, cached_for)) is not None}
+        fetched = [i for i in range(len(unique)) if i not in rows]
+        named: set[str | None] = set()  # the index ids this call's answers named
+        rows.update(self._fetch(unique, fetched, k, named))
+        if not fetched:
+            named.add(self._probe_index())  # all from the cache: is that index still the one served?
+        if len(fetched) < len(unique) and named != {cached_for}:  # cached rows of another index
+            self.cache.clear()
+            rows.update(self._fetch(unique, [i for i in range(len(unique)) if i not in fetched], k, named))
+            fetched = list(range(len(unique)))
+        now = named.pop() if len(named) == 1 else None
+        if now is not None:
+            for i in fetched:
+                self.cache.put((unique[i], k, now), rows[i])
+        with self._lock:
+            self._index_id = now
+            self.stats.queries += len(queries)
+            self.stats.unique += len(unique)
+            self.stats.hits += len(unique) - len(fetched)
+            self.stats.misses += len(fetched)
+        return fan_out([rows[i] for i in range(len(unique))], where)
 
-    def _search_fitting(self, queries: list[str], k: int) -> list[list[Passage]]:
+    def _cached(self, query: str, k: int, index_id: str | None) -> list[Passage] | None:
+        return self.cache.get((query, k, index_id)) if index_id is not None else None
+
+    def _fetch(self, unique: list[str], which: list[int], k: int, seen: set[str | None]) -> dict[int, list[Passage]]:
+        """Rows of ``unique[i]`` for each i in ``which``, in requests of at most ``max_batch``."""
+        out: list[list[Passage]] = []
+        while len(out) < len(which):
+            chunk = [unique[i] for i in which[len(out) : len(out) + self.max_batch]]
+            out.extend(self._search_fitting(chunk, k, seen))
+        return dict(zip(which, out, strict=True))
+
+    def _probe_index(self) -> str | None:
+        """The index id a live replica's ``/health`` names (None if none answers)."""
+        for i in self._round():
+            try:
+                resp = self._client.get(self.urls[i].rsplit("/", 1)[0] + "/health")
+                index_id = resp.json().get("index_id") if resp.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            return index_id if isinstance(index_id, str) else None
+        return None
+
+    def _search_fitting(self, queries: list[str], k: int, seen: set[str | None]) -> list[list[Passage]]:
         """One request; on 413 with several queries, halve the batch size and recurse on both halves."""
         try:
-            return self._post(queries, k)
+            rows, index_id = self._post(queries, k)
+            seen.add(index_id)
+            return rows
         except HTTPStatusError as exc:
             if exc.status != 413 or len(queries) == 1:
                 raise
         half = (len(queries) + 1) // 2
         self.max_batch = min(self.max_batch, half)
-        return self._search_fitting(queries[:half], k) + self._search_fitting(queries[half:], k)
+        return self._search_fitting(queries[:half], k, seen) + self._search_fitting(queries[half:], k, seen)
 
-    def _post(self, queries: list[str], k: int) -> list[list[Passage]]:
+    def _post(self, queries: list[str], k: int) -> tuple[list[list[Passage]], str | None]:
         payload = {"queries": queries, "topk": k, "return_scores": True}
         what = f"retrieval at {', '.join(self.urls)}"
 
-        def one(i: int) -> Any:
+        def one(i: int) -> tuple[Any, str | None]:
             resp = self._client.post(self.urls[i], json=payload)
             check_response(resp, f"retrieval at {self.urls[i]}", self._token)
             try:
-                return resp.json()
+                return resp.json(), resp.headers.get(INDEX_HEADER)
             except ValueError:
                 raise RetrievalError(f"{what}: the response is not JSON: {resp.text[:200]!r}") from None
 
-        def call() -> Any:
+        def call() -> tuple[Any, str | None]:
             error: Exception | None = None
             for i in self._round():
                 try:
-                    body = one(i)
+                    answer = one(i)
                 except (httpx.TransportError, RetryableError) as exc:
                     if isinstance(exc, httpx.UnsupportedProtocol):
                         raise
@@ -232,12 +288,14 @@ class HTTPRetriever:
                     error = exc
                     continue
                 self._mark(i, dead=False)
-                return body
+                return answer
             assert error is not None
             raise error
 
-        body = with_retries(call, retries=self.retries, backoff_s=self.backoff_s, what=what, secret=self._token)
-        return parse_result(body, len(queries), what)
+        body, index_id = with_retries(
+            call, retries=self.retries, backoff_s=self.backoff_s, what=what, secret=self._token
+        )
+        return parse_result(body, len(queries), what), index_id
 
     def close(self) -> None:
         self._client.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import Retriever
+from searchrl.retrieval.bm25_engines import BM25Engine
 from searchrl.retrieval.corpus import load_corpus
 from searchrl.retrieval.ondisk.index import load_index
 from searchrl.utils import file_fingerprint
@@ -38,7 +39,7 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         token = os.environ.get(cfg.token_env) or None
         return HTTPRetriever(
             cfg.urls(), token=token, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
-            dead_s=cfg.dead_s,
+            dead_s=cfg.dead_s, cache_size=cfg.cache_size,
         )  # fmt: skip
     if cfg.kind == "web":
         from searchrl.retrieval.web import WebSearchRetriever
@@ -49,10 +50,11 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         )
     search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search, "refine": cfg.refine}
     if cfg.index_dir:
-        return load_index(
+        loaded = load_index(
             cfg.index_dir, config_expectations(cfg), mmap=cfg.mmap, search=search, rrf_k=cfg.rrf_k,
             depth=cfg.hybrid_depth,
         )  # fmt: skip
+        return with_bm25_engine(loaded, cfg.bm25_engine)
     if not cfg.corpus:
         raise ValueError(f"retrieval.kind={cfg.kind} needs retrieval.index_dir or retrieval.corpus")
     from searchrl.retrieval.bm25 import BM25Retriever
@@ -60,7 +62,7 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
 
     passages = load_corpus(cfg.corpus)
     if cfg.kind == "bm25":
-        return BM25Retriever.build(passages)
+        return BM25Retriever.build(passages, engine=cfg.bm25_engine)
     dense = DenseRetriever.build(
         passages, cfg.encoder, faiss=cfg.faiss, hnsw_m=cfg.hnsw_m, nprobe=cfg.nprobe, ef_search=cfg.ef_search
     )
@@ -68,4 +70,21 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         return dense
     from searchrl.retrieval.hybrid import HybridRetriever
 
-    return HybridRetriever(BM25Retriever.build(passages), dense, rrf_k=cfg.rrf_k, depth=cfg.hybrid_depth)
+    sparse = BM25Retriever.build(passages, engine=cfg.bm25_engine)
+    return HybridRetriever(sparse, dense, rrf_k=cfg.rrf_k, depth=cfg.hybrid_depth)
+
+
+def with_bm25_engine(retriever: Retriever, engine: BM25Engine) -> Retriever:
+    """``retriever`` with its BM25 part (itself, or a hybrid's sparse side) scored by ``engine``.
+
+    ``load_index`` loads BM25 with the default engine; another engine is switched to here (the bm25s
+    backends share the arrays; tantivy opens its own files, or says how to add them).
+    """
+    from searchrl.retrieval.bm25 import BM25Retriever
+    from searchrl.retrieval.hybrid import HybridRetriever
+
+    if isinstance(retriever, BM25Retriever):
+        return retriever.with_engine(engine)
+    if isinstance(retriever, HybridRetriever) and isinstance(retriever.sparse, BM25Retriever):
+        retriever.sparse = retriever.sparse.with_engine(engine)
+    return retriever

@@ -19,6 +19,8 @@ server keeps serving after it.
 Retrievers are not assumed thread-safe: all searches run one at a time on a single worker thread, off
 the event loop. Requests that arrive while a search runs are merged into the next search call (one
 batched call per top-k), which is where batched retrievers such as BM25 and dense encoders are fast.
+Searches go through :class:`~searchrl.retrieval.query_cache.CachedRetriever` (``serve.cache_size``); each
+answer names the index in an ``X-Searchrl-Index`` header (also in ``/health``, with the cache counters).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from searchrl.config import ServeConfig
 from searchrl.retrieval.base import Retriever
+from searchrl.retrieval.query_cache import INDEX_HEADER, CachedRetriever
 from searchrl.types import Passage
 
 if TYPE_CHECKING:
@@ -303,8 +306,10 @@ def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    queue = SearchQueue(retriever, max_batch=serve_cfg.max_queries)
+    cached = CachedRetriever(retriever, serve_cfg.cache_size)  # dedupe + LRU keyed by the index id
+    queue = SearchQueue(cached, max_batch=serve_cfg.max_queries)
     health: dict[str, Any] = {"status": "ok", "max_queries": serve_cfg.max_queries, "max_topk": serve_cfg.max_topk}
+    health["index_id"] = cached.index_id
     passages = getattr(retriever, "passages", None)
     if isinstance(passages, Sequence):
         health["n_passages"] = len(passages)
@@ -315,7 +320,7 @@ def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
         queue.close()
 
     async def get_health(request: Request) -> JSONResponse:
-        return JSONResponse(health)
+        return JSONResponse({**health, "cache": {**cached.stats.as_dict(), "size": len(cached.cache)}})
 
     async def retrieve(request: Request) -> JSONResponse:
         try:
@@ -329,7 +334,7 @@ def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
             rows = await queue.search(req.queries, req.topk)
         except Exception as exc:  # a retriever failure: report it, keep serving
             return _error(503, f"retriever failed: {type(exc).__name__}: {str(exc)[:300]}")
-        return JSONResponse(format_result(rows, req.return_scores))
+        return JSONResponse(format_result(rows, req.return_scores), headers={INDEX_HEADER: cached.index_id})
 
     app = FastAPI(title="searchrl retrieval", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     _install_error_handlers(app)

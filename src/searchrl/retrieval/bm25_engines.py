@@ -1,0 +1,184 @@
+"""BM25 engines: what scores a batch of tokenized queries for :class:`~searchrl.retrieval.bm25.BM25Retriever`,
+picked by name (``retrieval.bm25_engine``) from :data:`ENGINES`.
+
+=========  ==========  =====================================================================================
+engine     files       scores
+=========  ==========  =====================================================================================
+numba      ``bm25/``   bm25s's precomputed Lucene BM25 (float32), summed per query by bm25s's numba kernel
+numpy      ``bm25/``   the same scores summed by numpy (bm25s's default backend; what searchrl used before)
+tantivy    ``tantivy/`` tantivy's own BM25 over the same tokens (:mod:`searchrl.retrieval.bm25_tantivy`)
+=========  ==========  =====================================================================================
+
+numba and numpy read the same files, so either loads any BM25 folder, old ones included. They compute
+bitwise-identical scores (the same float32 terms added in the same order) and differ only in which of
+the passages tied at the k-th score they keep: numpy takes ``argpartition``'s pick, numba a heap's.
+Exactly tied scores are common (passages of equal length with the same term counts score the same), so
+the two overlap below 1 at top 10 though both are exact BM25; ties are a property of BM25, not an error
+of either. A query with no indexed word gets the first ``k`` rows with score 0 from every engine.
+
+bm25s compiles its numba kernel with no disk cache, about 5 s per process and array type; we compile the
+same kernel with ``cache=True`` (numba's cache, beside bm25s's source or in numba's user cache), so only
+the first process pays.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from searchrl.retrieval.base import RetrievalError
+from searchrl.retrieval.bm25_tantivy import TANTIVY_DIR, TantivyEngine
+
+BM25Engine = Literal["numba", "numpy", "tantivy"]
+DEFAULT_BM25_ENGINE: BM25Engine = "numba"  # the retrieval.bm25_engine default; see docs/benchmarks.md
+BM25S_DIR = "bm25"
+
+
+class Engine(Protocol):
+    """Top-k rows for tokenized queries over one corpus (rows are store rows, 0-based)."""
+
+    @property
+    def name(self) -> BM25Engine:
+        """Its key in :data:`ENGINES`."""
+        ...
+
+    @property
+    def n_docs(self) -> int:
+        """Passages indexed."""
+        ...
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What shapes the scores: k1, b, method, and the engine's name."""
+        ...
+
+    def top_k(self, tokens: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows [Q, k] int64, scores [Q, k] float32), best first, for ``k`` <= ``n_docs``."""
+        ...
+
+
+def _empty_rows(n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a query with no indexed word gets: rows 0..k-1, score 0."""
+    return np.tile(np.arange(k, dtype=np.int64), (n_queries, 1)), np.zeros((n_queries, k), np.float32)
+
+
+@functools.cache
+def _numba_kernel(parallel: bool) -> Any:
+    """bm25s's retrieval kernel (score every query, keep its top k), compiled with numba's disk cache."""
+    from bm25s.numba.retrieve_utils import _retrieve_internal_jitted
+    from numba import njit
+
+    if parallel:
+        return njit(parallel=True, cache=True)(_retrieve_internal_jitted)
+    return njit(nogil=True, cache=True)(_retrieve_internal_jitted)
+
+
+class Bm25sEngine:
+    """bm25s's score matrix (``bm25/``), summed by ``backend`` (numba or numpy); ``n_threads`` > 1
+    spreads a batch's queries over threads (numba) or a thread pool (numpy)."""
+
+    def __init__(self, model: Any, backend: Literal["numba", "numpy"], n_threads: int = 0) -> None:
+        self.model = model
+        self.name: BM25Engine = backend
+        self.n_threads = n_threads
+        self.n_docs = int(model.scores["num_docs"])
+        self._vocab: dict[str, int] = model.vocab_dict
+
+    @classmethod
+    def build(
+        cls, tokens: list[list[str]], backend: Literal["numba", "numpy"], *, k1: float, b: float, n_threads: int = 0
+    ) -> Bm25sEngine:
+        import bm25s
+
+        model = bm25s.BM25(k1=k1, b=b)
+        model.index(tokens, show_progress=False)
+        return cls(model, backend, n_threads)
+
+    @classmethod
+    def load(
+        cls, directory: Path, backend: Literal["numba", "numpy"], *, mmap: bool, n_threads: int = 0
+    ) -> Bm25sEngine:
+        import bm25s
+
+        if not (directory / BM25S_DIR / "params.index.json").is_file():
+            raise RetrievalError(
+                f"{directory} has no bm25s arrays ({BM25S_DIR}/); rebuild it with `searchrl index build` "
+                "(retrieval.kind=bm25) or pick the engine it was built for (retrieval.bm25_engine)"
+            )
+        # backend="numpy" at load: bm25s would otherwise compile its own, uncached kernel
+        model = bm25s.BM25.load(str(directory / BM25S_DIR), mmap=mmap, show_progress=False, backend="numpy")
+        return cls(model, backend, n_threads)
+
+    def with_backend(self, backend: Literal["numba", "numpy"]) -> Bm25sEngine:
+        """The same arrays summed by another backend (no reload)."""
+        return Bm25sEngine(self.model, backend, self.n_threads)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"k1": self.model.k1, "b": self.model.b, "method": self.model.method, "engine": self.name}
+
+    def top_k(self, tokens: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = [[self._vocab[w] for w in words if w in self._vocab] for words in tokens]
+        rows, scores = _empty_rows(len(ids), k)
+        known = [i for i, q in enumerate(ids) if q]  # bm25s cannot take a query with no token
+        if known:
+            run = self._numba if self.name == "numba" else self._numpy
+            rows[known], scores[known] = run([ids[i] for i in known], k)
+        return rows, scores
+
+    def _numpy(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        docs, scores = self.model.retrieve(
+            ids, k=k, show_progress=False, n_threads=self.n_threads, backend_selection="numpy"
+        )
+        return docs, scores
+
+    def _numba(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from numba import get_num_threads, set_num_threads
+
+        m, s = self.model, self.model.scores
+        pointers = np.cumsum([0] + [len(q) for q in ids], dtype=np.int32)
+        flat = np.concatenate(ids).astype(np.int32)
+        args = (flat, pointers, k, True, np.dtype(m.dtype), np.dtype(m.int_dtype), s["data"], s["indptr"], s["indices"])
+        if self.n_threads <= 1:
+            scores, docs = _numba_kernel(False)(*args, self.n_docs, m.nonoccurrence_array, None)
+            return docs, scores
+        before = get_num_threads()
+        set_num_threads(self.n_threads)
+        try:
+            scores, docs = _numba_kernel(True)(*args, self.n_docs, m.nonoccurrence_array, None)
+        finally:
+            set_num_threads(before)
+        return docs, scores
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How an engine is loaded from an index folder and built in memory."""
+
+    folder: str  # its files in an index folder
+    load: Callable[[Path, bool, int], Engine]  # (index folder, mmap, n_threads)
+    build: Callable[[list[list[str]], float, float, int], Engine]  # (tokens per passage, k1, b, n_threads)
+
+
+def _bm25s_spec(backend: Literal["numba", "numpy"]) -> EngineSpec:
+    return EngineSpec(
+        folder=BM25S_DIR,
+        load=lambda directory, mmap, n_threads: Bm25sEngine.load(directory, backend, mmap=mmap, n_threads=n_threads),
+        build=lambda tokens, k1, b, n_threads: Bm25sEngine.build(tokens, backend, k1=k1, b=b, n_threads=n_threads),
+    )
+
+
+ENGINES: dict[BM25Engine, EngineSpec] = {
+    "numba": _bm25s_spec("numba"),
+    "numpy": _bm25s_spec("numpy"),
+    "tantivy": EngineSpec(
+        folder=TANTIVY_DIR,
+        load=lambda directory, mmap, n_threads: TantivyEngine.load(directory),
+        build=lambda tokens, k1, b, n_threads: TantivyEngine.build([tokens], None, n_threads=n_threads),
+    ),
+}
