@@ -47,7 +47,9 @@ TOPK = 3
 def serve(port: int) -> None:
     """Subprocess entry: build BM25 over the real corpus and serve it (no token, loopback)."""
     passages, _ = load_real_data()
-    run_server(BM25Retriever.build(passages), ServeConfig(port=port), None)
+    run_server(
+        BM25Retriever.build(passages), ServeConfig(port=port, cache_size=0), None
+    )  # measure searches, not a cache
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
@@ -131,7 +133,7 @@ def load_threads(url: str, questions: list[str], n_requests: int, threads: int) 
     """The project's own client: ``threads`` threads sharing one :class:`HTTPRetriever`, one query per call."""
     latencies: list[float] = []
     errors = 0
-    with HTTPRetriever(url) as remote:
+    with HTTPRetriever(url, cache_size=0) as remote:
 
         def one(i: int) -> None:
             nonlocal errors
@@ -176,7 +178,7 @@ def main() -> None:
         url = f"{base}/retrieve"
         local.search(questions[:50], TOPK)
         t_local = best_of(3, lambda: local.search(questions, TOPK))
-        with HTTPRetriever(url, max_batch=512) as remote:
+        with HTTPRetriever(url, max_batch=512, cache_size=0) as remote:
             assert remote.search(questions[:50], TOPK) == local.search(questions[:50], TOPK)
             t_http = best_of(3, lambda: remote.search(questions, TOPK))
         qps_local, qps_http = len(questions) / t_local, len(questions) / t_http

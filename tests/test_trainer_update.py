@@ -101,3 +101,26 @@ def test_config_picks_the_policy_loss(smol_tokenizer, extra, expected) -> None: 
     assert ("actor/dual_clip_frac" in stats) == (cfg.train.clip_ratio_c is not None)
     if cfg.train.clip_ratio_c is not None:
         assert stats["actor/dual_clip_frac"] == pytest.approx(float(want.dual_clip_frac)) and want.dual_clip_frac > 0
+
+
+def test_a_step_logs_its_own_search_deduplication_and_cache_hits(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from helpers.training import make_trainer
+    from searchrl.retrieval.query_cache import SearchStats
+
+    trainer = make_trainer(smol_tokenizer, "grpo", tmp_path)
+    trainer.search_stats = SearchStats(queries=100, unique=90, hits=10, misses=80)  # earlier steps' counts
+    sample = trainer.stage_sample
+
+    def searching(clock):  # type: ignore[no-untyped-def]
+        stats = trainer.search_stats
+        stats.queries, stats.unique, stats.hits, stats.misses = (
+            stats.queries + 8,
+            stats.unique + 4,
+            stats.hits + 1,
+            stats.misses + 3,
+        )
+        return sample(clock)
+
+    trainer.stage_sample = searching  # type: ignore[method-assign]
+    metrics = trainer.step()
+    assert metrics["retrieval/unique_fraction"] == 0.5 and metrics["retrieval/cache_hit_rate"] == 0.25

@@ -114,6 +114,7 @@ class Trainer:
         self.watchdog = Watchdog(t.watchdog) if t.watchdog.enabled else None
         self.protocol: TagProtocol = protocol
         self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
+        self.search_stats = getattr(retriever, "stats", None)  # SearchStats: de-duplicated and cached queries
         self.state = TrainState()
         self.drift = SearchDrift()  # audit/searches_*: the one-search shortcut (searchrl.audit)
         self._injected_sums: tuple[float, float] | None = None  # this step's, from the old log-prob pass
@@ -165,6 +166,7 @@ class Trainer:
         if self.state.step == 0 and self.reference is not None:
             self.reference.capture()  # the policy RL starts from (a warm start, stage 1): the KL reference
         clock = _Clock()
+        searched = self.search_stats.copy() if self.search_stats is not None else None
         drawn = self.stage_sample(clock)
         examples, trajs, rewards = drawn.train_groups(self.dist.world)
         batch = self.stage_collate(examples, trajs, rewards)
@@ -174,6 +176,8 @@ class Trainer:
         stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
         metrics = {**rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
         metrics["rollout/rows_trained"] = float(batch.size)
+        if searched is not None and self.search_stats is not None:  # retrieval/unique_fraction, cache_hit_rate
+            metrics |= self.search_stats.since(searched).metrics()
         audit = clock.time("audit", self.stage_audit, drawn, metrics["rollout/searches"])
         metrics |= {**audit, **stats, **injected, **clock.timings()}
         self.state.step += 1
