@@ -26,8 +26,7 @@ from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever, passage_texts, tokenize
 from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, ENGINES, BM25Engine, Bm25sEngine
 from searchrl.retrieval.corpus import load_corpus
-from searchrl.retrieval.factory import retriever_from_config, with_bm25_engine
-from searchrl.retrieval.hybrid import HybridRetriever
+from searchrl.retrieval.factory import retriever_from_config
 from searchrl.retrieval.ondisk.build import build_index
 from searchrl.retrieval.ondisk.index import IndexMismatch
 from searchrl.types import Passage
@@ -174,10 +173,14 @@ def test_old_folder_loads_with_numba_and_numpy_and_tantivy_says_how(wiki: list[P
         retriever_from_config(RetrievalConfig(index_dir=str(folder), corpus=str(other), bm25_engine="tantivy"))
     tantivy = retriever_from_config(RetrievalConfig(index_dir=str(folder), bm25_engine="tantivy"))
     assert isinstance(tantivy, BM25Retriever) and tantivy.engine.name == "tantivy"
-    hybrid = with_bm25_engine(HybridRetriever(BM25Retriever.load(folder), tantivy), "numpy")  # a hybrid's BM25
-    assert isinstance(hybrid, HybridRetriever) and isinstance(hybrid.sparse, BM25Retriever)
-    assert hybrid.sparse.engine.name == "numpy"
     assert sum(row[0].id == p.id for row, p in zip(tantivy.search(asked, 1), wiki, strict=False)) >= 28
+
+
+def test_an_index_built_for_tantivy_loads_with_it(wiki: list[Passage], tmp_path: Path) -> None:
+    folder = build_index(wiki[:50], tmp_path / "idx", "bm25", progress=False, bm25_engine="tantivy")
+    loaded = retriever_from_config(RetrievalConfig(index_dir=str(folder), bm25_engine="tantivy"))
+    assert isinstance(loaded, BM25Retriever) and loaded.engine.name == "tantivy"
+    assert loaded.search([wiki[3].text], 1)[0][0].id == wiki[3].id
 
 
 def test_folder_without_arrays_says_how_to_rebuild(wiki: list[Passage], tmp_path: Path) -> None:

@@ -44,7 +44,10 @@ def index_build(
         error_console().print(f"[red]index build needs retrieval.kind bm25, dense or hybrid, not {kind}[/red]")
         raise typer.Exit(2)
     try:
-        path = build_index_from_file(corpus, out, kind, fmt=fmt, dense=dense_build(cfg.retrieval), progress=True)
+        path = build_index_from_file(
+            corpus, out, kind, fmt=fmt, dense=dense_build(cfg.retrieval), progress=True,
+            bm25_engine=cfg.retrieval.bm25_engine,
+        )  # fmt: skip
     except (CorpusError, ValueError) as exc:
         error_console().print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

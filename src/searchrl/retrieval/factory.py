@@ -12,7 +12,6 @@ from typing import Any
 
 from searchrl.config import RetrievalConfig
 from searchrl.retrieval.base import Retriever
-from searchrl.retrieval.bm25_engines import BM25Engine
 from searchrl.retrieval.corpus import load_corpus
 from searchrl.retrieval.ondisk.index import load_index
 from searchrl.utils import file_fingerprint
@@ -50,11 +49,10 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         )
     search = {"nprobe": cfg.nprobe, "ef_search": cfg.ef_search, "refine": cfg.refine}
     if cfg.index_dir:
-        loaded = load_index(
+        return load_index(
             cfg.index_dir, config_expectations(cfg), mmap=cfg.mmap, search=search, rrf_k=cfg.rrf_k,
-            depth=cfg.hybrid_depth,
+            depth=cfg.hybrid_depth, bm25_engine=cfg.bm25_engine,
         )  # fmt: skip
-        return with_bm25_engine(loaded, cfg.bm25_engine)
     if not cfg.corpus:
         raise ValueError(f"retrieval.kind={cfg.kind} needs retrieval.index_dir or retrieval.corpus")
     from searchrl.retrieval.bm25 import BM25Retriever
@@ -72,19 +70,3 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
 
     sparse = BM25Retriever.build(passages, engine=cfg.bm25_engine)
     return HybridRetriever(sparse, dense, rrf_k=cfg.rrf_k, depth=cfg.hybrid_depth)
-
-
-def with_bm25_engine(retriever: Retriever, engine: BM25Engine) -> Retriever:
-    """``retriever`` with its BM25 part (itself, or a hybrid's sparse side) scored by ``engine``.
-
-    ``load_index`` loads BM25 with the default engine; another engine is switched to here (the bm25s
-    backends share the arrays; tantivy opens its own files, or says how to add them).
-    """
-    from searchrl.retrieval.bm25 import BM25Retriever
-    from searchrl.retrieval.hybrid import HybridRetriever
-
-    if isinstance(retriever, BM25Retriever):
-        return retriever.with_engine(engine)
-    if isinstance(retriever, HybridRetriever) and isinstance(retriever.sparse, BM25Retriever):
-        retriever.sparse = retriever.sparse.with_engine(engine)
-    return retriever

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, BM25Engine
 from searchrl.retrieval.corpus import iter_corpus
 from searchrl.retrieval.dense.encoder import DEFAULT_ENCODER
 from searchrl.retrieval.ondisk.index import MANIFEST, MANIFEST_VERSION, IndexKind, library_versions
@@ -71,11 +72,11 @@ def _ingest(work: Path, passages: Callable[[], Iterable[Passage]], dedupe: bool,
     return store
 
 
-def _build_bm25(store: PassageStore, tmp: Path, progress: bool) -> dict[str, Any]:
+def _build_bm25(store: PassageStore, tmp: Path, progress: bool, engine: BM25Engine) -> dict[str, Any]:
     from searchrl.retrieval.bm25 import BM25Retriever
 
     with progress_bar(progress, "BM25 over passages", len(store)) as advance:
-        info = BM25Retriever.build_folder(store, tmp, progress=advance)
+        info = BM25Retriever.build_folder(store, tmp, engines=(engine,), progress=advance)
     return {"params": info["params"], "bm25": {"n_vocab": info["n_vocab"], "nnz": info["nnz"]}}
 
 
@@ -125,6 +126,7 @@ def _build(
     source: str,
     dense: DenseBuild,
     progress: bool,
+    bm25_engine: BM25Engine = DEFAULT_BM25_ENGINE,
 ) -> Path:
     from searchrl import __version__
 
@@ -144,7 +146,7 @@ def _build(
         try:
             built: dict[str, Any] = {}
             if kind in ("bm25", "hybrid"):
-                built.update(_build_bm25(store, tmp, progress))
+                built.update(_build_bm25(store, tmp, progress, bm25_engine))
             if kind in ("dense", "hybrid"):
                 dense_info = _build_dense(store, tmp, work, dense, progress)
                 if kind == "hybrid":
@@ -188,6 +190,7 @@ def build_index(
     corpus_fingerprint: str | None = None,
     source: str = "",
     progress: bool = True,
+    bm25_engine: BM25Engine = DEFAULT_BM25_ENGINE,
 ) -> Path:
     """Build a ``kind`` index over ``passages`` (stored as given, ids unique) into ``out_dir``.
 
@@ -201,7 +204,7 @@ def build_index(
     items = passages if isinstance(passages, list) else list(passages)
     return _build(
         lambda: items, out_dir, kind, dedupe=False, corpus_fingerprint=corpus_fingerprint, source=source,
-        dense=spec, progress=progress,
+        dense=spec, progress=progress, bm25_engine=bm25_engine,
     )  # fmt: skip
 
 
@@ -213,6 +216,7 @@ def build_index_from_file(
     fmt: str = "auto",
     dense: DenseBuild | None = None,
     progress: bool = True,
+    bm25_engine: BM25Engine = DEFAULT_BM25_ENGINE,
 ) -> Path:
     """Build a ``kind`` index from a corpus file read as a stream (any format
     :func:`~searchrl.retrieval.corpus.iter_corpus` reads), deduplicated as ``load_corpus`` does.
@@ -220,5 +224,5 @@ def build_index_from_file(
     fingerprint = file_fingerprint(corpus)
     return _build(
         lambda: iter_corpus(corpus, fmt), out_dir, kind, dedupe=True, corpus_fingerprint=fingerprint,
-        source=str(corpus), dense=dense or DenseBuild(), progress=progress,
+        source=str(corpus), dense=dense or DenseBuild(), progress=progress, bm25_engine=bm25_engine,
     )  # fmt: skip

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from searchrl.retrieval.base import Retriever
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, BM25Engine
 from searchrl.retrieval.ondisk.store import STORE_FILE, PassageStore, StoreError
 from searchrl.types import Passage
 
@@ -113,12 +114,13 @@ def load_index(
     search: dict[str, int] | None = None,
     rrf_k: int = 60,
     depth: int = 50,
+    bm25_engine: BM25Engine = DEFAULT_BM25_ENGINE,
 ) -> Retriever:
     """Load an index folder after checking it: each ``expect`` key must match the manifest (e.g. kind,
     encoder, corpus_fingerprint), and the passage store must be the one the index was built over.
 
     ``mmap`` memory-maps the BM25 arrays and the faiss codes; ``search`` sets dense ``nprobe`` and
-    ``ef_search``; ``rrf_k`` and ``depth`` shape a hybrid index's fusion.
+    ``ef_search``; ``rrf_k`` and ``depth`` shape a hybrid index's fusion; ``bm25_engine`` scores BM25.
     """
     from searchrl.retrieval.bm25 import BM25Retriever
     from searchrl.retrieval.dense.retriever import DenseRetriever
@@ -137,10 +139,11 @@ def load_index(
         )
     kind = manifest["kind"]
     if kind == "bm25":
-        return BM25Retriever.load(directory, store, mmap=mmap)
+        return BM25Retriever.load(directory, store, mmap=mmap, engine=bm25_engine)
     dense = DenseRetriever.load(directory, store, mmap=mmap, search=search)
     if kind == "dense":
         return dense
     from searchrl.retrieval.hybrid import HybridRetriever
 
-    return HybridRetriever(BM25Retriever.load(directory, store, mmap=mmap), dense, rrf_k=rrf_k, depth=depth)
+    sparse = BM25Retriever.load(directory, store, mmap=mmap, engine=bm25_engine)
+    return HybridRetriever(sparse, dense, rrf_k=rrf_k, depth=depth)
