@@ -15,7 +15,7 @@ from searchrl.rollout.difficulty import in_band, population
 from searchrl.types import QAExample
 
 
-def spec(model: Path, band: list[int]) -> ExperimentSpec:
+def spec(model: Path, band: list[int], per_type: dict[str, int] | None = None) -> ExperimentSpec:
     return ExperimentSpec.model_validate(
         {
             "name": "cur",
@@ -29,7 +29,7 @@ def spec(model: Path, band: list[int]) -> ExperimentSpec:
             },
             "warm_start": {"per_type": {"1hop": 2}},
             "rl_types": ["1hop", "2hop"],
-            "curriculum": {"candidates": 6, "k": 2, "band": band, "seed": 3},
+            "curriculum": {"candidates": 6, "k": 2, "band": band, "seed": 3, "per_type": per_type or {}},
             "arms": [{"name": "cur", "steps": 1, "curriculum": True}, {"name": "plain", "steps": 1}],
         }
     )
@@ -79,3 +79,14 @@ def test_curriculum_is_deterministic_and_cached_per_start(
     else:
         with pytest.raises(ValueError, match="kept no question"):
             narrow.train_examples(narrow.spec.arms[0], 0)
+
+
+def test_curriculum_per_type_candidates(tiny_model_dir: Path, tmp_path: Path) -> None:
+    exp = Experiment.prepare(spec(tiny_model_dir, [0, 2], {"1hop": 2, "2hop": 3}), tmp_path, log=lambda _: None)
+    exp.warm_start()
+    kept = exp.train_examples(exp.spec.arms[0], 0)  # band 0..k keeps every candidate
+    assert [e.metadata["type"] for e in kept] == ["1hop"] * 2 + ["2hop"] * 3
+    with pytest.raises(ValueError, match="asks for 999"):
+        bad = Experiment.prepare(spec(tiny_model_dir, [0, 2], {"2hop": 999}), tmp_path / "b", log=lambda _: None)
+        bad.warm_start()
+        bad.train_examples(bad.spec.arms[0], 0)

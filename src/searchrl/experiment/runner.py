@@ -116,11 +116,15 @@ class Experiment:
         pool = {e.id: e for e in self.rl_examples()}
         if path.is_file():
             saved = json.loads(path.read_text())
-            if saved["settings"] == cur.model_dump(mode="json") and saved.get("start") == str(start):
+            same = type(cur).model_validate(saved["settings"]) == cur  # a record from before a new field: defaults
+            if same and saved.get("start") == str(start):
                 return [pool[i] for i in saved["kept"]]
-        candidates = list(pool.values())
-        random.Random(cur.seed).shuffle(candidates)
-        candidates = candidates[: cur.candidates]
+        shuffled = list(pool.values())
+        random.Random(cur.seed).shuffle(shuffled)
+        if cur.per_type:
+            candidates = [e for kind, n in cur.per_type.items() for e in pick(shuffled, kind, n)]
+        else:
+            candidates = shuffled[: cur.candidates]
         cfg = self.base_config(self.out / "curriculum")
         if start is None:
             policy, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)

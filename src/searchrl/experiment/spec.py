@@ -61,6 +61,13 @@ class Curriculum(_Strict):
     checkpoint and cached in ``OUT/curriculum/``; every arm and seed that starts there reuses it."""
 
     candidates: int = Field(256, ge=1, description="Training questions tried (the first n after a fixed shuffle).")
+    per_type: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Candidates per question type instead of `candidates` (e.g. {1hop: 48, 2hop: 96}), so that a type "
+            "the policy rarely solves still reaches the band."
+        ),
+    )
     k: int = Field(4, ge=2, description="Samples per candidate, at rollout.temperature.")
     band: tuple[int, int] = Field((1, 3), description="Kept success counts, inclusive (1..k-1: mixed groups).")
     seed: int = Field(0, description="Seed of the shuffle and the samples (not the run's: shared by seeds).")
