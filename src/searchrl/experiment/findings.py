@@ -31,6 +31,9 @@ CURVES = {
     "rollout/response_tokens": "response length (tokens)",
     "actor/kl": "KL to the reference",
     "actor/entropy": "policy entropy",
+    "actor/injected_logprob": "log-prob of the injected text, per token",
+    "audit/searches_drift": "searches per sample minus the first step's",
+    "rollout/informative_fraction": "groups with unequal rewards / groups generated",
 }
 
 
