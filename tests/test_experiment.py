@@ -16,7 +16,7 @@ import yaml
 
 from searchrl.config import ConfigError
 from searchrl.eval.paired import Interval, PairedRow, compare_arms
-from searchrl.experiment.findings import verdict, write_findings
+from searchrl.experiment.findings import CURVES, verdict, write_findings
 from searchrl.experiment.runner import run_dir_of
 from searchrl.experiment.spec import ExperimentSpec, load_spec
 
@@ -135,7 +135,7 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     scores, paired = compare_arms(heldout, metric="em", n_boot=spec.bootstrap)
     assert all(f"<td>{s.score.text()}</td>" in page for s in scores)  # every arm's interval
     assert all(f"<td>{p.diff.text()}</td>" in page for p in paired) and "<td>unmasked − masked</td>" in page
-    assert page.count("<svg") == 5 and "<polyline" in page and "<img" not in page  # the curves, inlined
+    assert page.count("<svg") == len(CURVES) and "<polyline" in page and "<img" not in page  # the curves, inlined
     assert '<a href="arms/masked/seed0/report.html">report</a>' in page
     assert page.count("report.html") == 1  # no link where a run has no report
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
