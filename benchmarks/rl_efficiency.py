@@ -124,6 +124,8 @@ def main() -> None:
         share = r["curriculum_cpu_s"] / args.curriculum_share * r["steps"]
         r["informative_per_cpu_s"] = r["informative_samples"] / (r["cpu_s"] + share)
         results[name] = r
+        print(f"  {name}: {json.dumps({k: round(v, 4) for k, v in r.items()})}", flush=True)
+        Path(args.out, "rl_efficiency.json").write_text(json.dumps(results, indent=1))  # each setting as it ends
     print(
         "\n| setting | s/step (wall) | CPU s/step | informative fraction | informative samples / CPU-s "
         "| update s / sample |"
@@ -134,7 +136,6 @@ def main() -> None:
             f"| {name} | {r['wall_s_per_step']:.0f} | {r['cpu_s_per_step']:.0f} | {r['informative_fraction']:.2f} "
             f"| {r['informative_per_cpu_s']:.4f} | {r['update_s_per_sample']:.2f} |"
         )
-    Path(args.out, "rl_efficiency.json").write_text(json.dumps(results, indent=1))
     if "today" in results and "all" in results:
         today, best = results["today"], results["all"]
         if today["informative_per_cpu_s"] > 0:
