@@ -212,7 +212,9 @@ def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_g
         trainer.reward_fn = reward_of(len(smol_tokenizer))
         passes = []  # every no-grad log-prob pass over the batch (the old log-probs; no reference here)
         forward_chunks = trainer._forward_chunks
-        trainer._forward_chunks = lambda model, batch, f=forward_chunks, n=passes: n.append(1) or f(model, batch)  # type: ignore[method-assign]
+        trainer._forward_chunks = lambda model, batch, at, f=forward_chunks, n=passes: (
+            n.append(1) or f(model, batch, at)
+        )  # type: ignore[method-assign]
         grads: list[dict[str, torch.Tensor]] = []
         step_fn = trainer.optimizer.step
 
