@@ -169,3 +169,11 @@ def tiny_model(
     with gen:
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
+
+
+def cache_kwarg(module: object) -> str:
+    """The keyword a transformers forward takes its KV cache by (``cache`` since transformers 5, before
+    that ``past_key_values``); ``module`` is the model or its body, not peft's wrapper."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"  # type: ignore[attr-defined]

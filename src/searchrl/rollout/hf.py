@@ -14,13 +14,13 @@ group's G samples share one prompt), and the cache rows are then copied out to t
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from searchrl.models import cache_kwarg
 from searchrl.rollout.backend import Completion, FinishReason, SamplingParams
 
 if TYPE_CHECKING:
@@ -89,8 +89,7 @@ class HFGenerator:
         self.tokens_fed = 0  # prefill + decode tokens run through the model (for benchmarks)
         # transformers 5 renamed `past_key_values` to `cache`; accept either generation of the API
         base: Any = getattr(model, "get_base_model", lambda: model)()  # peft's wrapper hides the signature
-        params = inspect.signature(base.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._cache_kwarg = cache_kwarg(base)
 
     @property
     def device(self) -> torch.device:

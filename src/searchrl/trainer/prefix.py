@@ -22,15 +22,9 @@ from typing import Any
 
 import torch
 
+from searchrl.models import cache_kwarg
 from searchrl.trainer.batch import RolloutBatch
 from searchrl.trainer.logprobs import LOGPROB_CHUNK, body_and_head, head_logprobs_at, token_logprobs
-
-
-def cache_kwarg(module: Any) -> str:
-    """The keyword a transformers forward takes its KV cache by (``cache`` since transformers 5)."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def _group_hidden(body: Any, ids: torch.Tensor, attention: torch.Tensor, shared: int, kwarg: str) -> torch.Tensor:
