@@ -63,3 +63,49 @@ def test_lora_layers_run_saves_and_loads(smol_tokenizer, tmp_path: Path) -> None
         assert loaded[name].detach().equal(p.detach()), name
     with pytest.raises(ValueError, match="lora_layers=5"):
         add_lora(tiny_model(smol_tokenizer, layers=1, hidden=32, heads=2, seed=0), 4, 8, seed=0, layers=5)
+
+
+def test_lora_layers_starts_from_a_full_lora_warm_start_through_its_merged_export(  # type: ignore[no-untyped-def]
+    smol_tokenizer, tmp_path: Path
+) -> None:
+    """An arm with adapters on the top block only cannot load a warm start adapted in every block: it starts
+    from that warm start exported merged (model.path), with fresh adapters, and computes the same policy."""
+    from searchrl.experiment.runner import Experiment
+    from searchrl.trainer.checkpoint import TrainState, save_checkpoint
+
+    model_dir, warm, run = tmp_path / "model", tmp_path / "warm", tmp_path / "run"
+    tiny_model(smol_tokenizer, layers=2, hidden=32, heads=2, seed=0).save_pretrained(model_dir)
+    smol_tokenizer.save_pretrained(model_dir)
+    common = [f"model.path={model_dir}", "train.lora_r=4", "train.lora_alpha=8"]
+    wcfg = load_config(None, [*common, f"output_dir={warm}"])
+    save_config(wcfg, warm)
+    model, _ = load_policy(wcfg.model.path)
+    policy = add_lora(model, 4, 8, wcfg.seed)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # a trained warm start: every block's adapter moved
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.0)
+    ckpt = save_checkpoint(warm, TrainState(step=0), {"policy": policy}, {"policy": opt})
+
+    same = load_config(None, [*common, f"output_dir={run}"])
+    assert Experiment.fitted_start(same, ckpt) == (same, ckpt)  # same layout: load the checkpoint as before
+    arm = load_config(None, [*common, "train.lora_layers=1", f"output_dir={run}"])
+    fitted, start = Experiment.fitted_start(arm, ckpt)
+    merged = Path(fitted.model.path)
+    assert start is None and merged == warm / "merged-000000" and (merged / "config.json").is_file()
+    stamp = (merged / "model.safetensors").stat().st_mtime_ns
+    assert Experiment.fitted_start(arm, ckpt)[0].model.path == fitted.model.path  # exported once, reused
+    assert (merged / "model.safetensors").stat().st_mtime_ns == stamp
+
+    base, _ = load_policy(fitted.model.path)
+    top = add_lora(base, 4, 8, fitted.seed, fitted.train.lora_layers)
+    assert all(".layers.1." in n for n, p in top.named_parameters() if p.requires_grad)
+    ids = torch.randint(0, len(smol_tokenizer), (1, 10), generator=gen)
+    raw, _ = load_policy(str(model_dir))
+    with torch.no_grad():
+        want, got, untrained = policy(input_ids=ids).logits, top(input_ids=ids).logits, raw(input_ids=ids).logits
+    tol = GRAD_REL_TO_MAX * float(want.abs().max())
+    assert float((want - got).abs().max()) <= tol
+    assert float((want - untrained).abs().max()) > 100 * tol  # the warm start's adapters did change the policy

@@ -26,11 +26,12 @@ from typing import Any
 
 import yaml
 
-from searchrl.config import Config, apply_overrides, config_from_dict, save_config
+from searchrl.config import Config, apply_overrides, config_from_dict, load_config, save_config
 from searchrl.data.world import World, generate_world
 from searchrl.eval.manifest import eval_manifest
 from searchrl.eval.run import evaluate, write_results
 from searchrl.experiment.spec import Arm, ExperimentSpec
+from searchrl.export.folder import merged_start
 from searchrl.models import load_policy
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rewards.trajectory import named_reward
@@ -39,7 +40,7 @@ from searchrl.rollout.build import build_rollout
 from searchrl.rollout.difficulty import in_band, pass_rates, population
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
-from searchrl.trainer.checkpoint import latest_checkpoint, load_trained_policy, load_weights
+from searchrl.trainer.checkpoint import latest_checkpoint, load_trained_policy, load_weights, trainable_layout
 from searchrl.trainer.loop import Trainer
 from searchrl.trainer.sft import GoldTrajectory, warm_start
 from searchrl.types import QAExample
@@ -199,11 +200,25 @@ class Experiment:
             )
         return ckpt
 
+    @staticmethod
+    def fitted_start(cfg: Config, start: Path | None) -> tuple[Config, Path | None]:
+        """(config, checkpoint to load) for RL from ``start``. When the start's trainable tensors do not fit
+        the arm (another LoRA rank, alpha or set of adapted blocks: ``train.lora_layers`` over a warm start
+        adapted in every block), the arm starts from the start exported merged (its ``model.path``) with
+        fresh adapters of its own, which compute the same policy, and loads nothing."""
+        if start is None or trainable_layout(load_config(start.parent / "config.yaml")) == trainable_layout(cfg):
+            return cfg, start
+        merged = merged_start(start)
+        data = apply_overrides(cfg.model_dump(mode="json"), [f"model.path={merged}"])
+        return config_from_dict(data), None
+
     def policy_for(self, arm: Arm, seed: int, run_dir: Path) -> tuple[Config, Any, Any]:
         """Train the arm (or resume it) and return (config, policy, tokenizer) for its evaluation."""
         cfg = self.spec.arm_config(arm, seed, run_dir)
-        save_config(cfg, run_dir)
         start = self.start_checkpoint(arm, seed)
+        if arm.steps > 0:
+            cfg, start = self.fitted_start(cfg, start)
+        save_config(cfg, run_dir)
         if arm.steps == 0:
             if start is None:
                 model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
@@ -216,7 +231,7 @@ class Experiment:
         if trainer.resume():
             self.log(f"{arm.name} seed {seed}: resumed at RL step {trainer.state.step}")
         else:
-            if start is not None:
+            if start is not None:  # None: the base model, or a merged start already in model.path
                 load_weights(start, "policy", trainer.policy)
             trainer.save()  # checkpoint 0: the policy RL starts from
         trainer.fit(

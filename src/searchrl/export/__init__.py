@@ -2,6 +2,6 @@
 with a model card and the protocol the agent needs (``folder``: the weights; ``card``: what is written
 beside them)."""
 
-from searchrl.export.folder import ExportError, ExportResult, export_run
+from searchrl.export.folder import ExportError, ExportResult, export_run, merged_start
 
-__all__ = ["ExportError", "ExportResult", "export_run"]
+__all__ = ["ExportError", "ExportResult", "export_run", "merged_start"]

@@ -80,6 +80,19 @@ def export_run(
     return ExportResult(out=out, step=exported, merged=merged, size_bytes=size)
 
 
+def merged_start(ckpt: str | Path) -> Path:
+    """Checkpoint ``ckpt`` exported merged into ``<run>/merged-<step>/`` once (reused after): a model folder
+    that ``model.path`` names, so a run whose trainable layout differs (``train.lora_layers`` over a warm
+    start adapted in every block, another rank, a full fine-tune) starts from exactly that policy with
+    fresh adapters of its own."""
+    ckpt = Path(ckpt)
+    step = int(json.loads((ckpt / "state.json").read_text())["step"])
+    out = ckpt.parent / f"merged-{step:06d}"
+    if not (out / "config.json").is_file():
+        export_run(ckpt.parent, out, step=step, merged=True, force=True)
+    return out
+
+
 def check_output(run_dir: Path, out: Path, force: bool) -> None:
     """Refuse an output that is a file, a non-empty folder (unless ``force``), or the run folder (or one
     that contains it: ``force`` would replace the run)."""

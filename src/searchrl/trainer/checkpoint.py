@@ -159,6 +159,14 @@ def load_checkpoint(
     return TrainState(step=meta["step"], data_position=meta["data_position"], extra=meta.get("extra") or None)
 
 
+def trainable_layout(cfg: Any) -> tuple[str, int, int, int]:
+    """What a run's saved policy tensors fit: the base model, and the LoRA rank, alpha and adapted blocks
+    (0s for a full fine-tune). A checkpoint loads into a run with the same layout; alpha changes no shape
+    but changes the function, so it counts too."""
+    t = cfg.train
+    return (str(cfg.model.path), t.lora_r, t.lora_alpha if t.lora_r else 0, t.lora_layers if t.lora_r else 0)
+
+
 def load_trained_policy(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Config, Any, Any, int]:
     """The policy of a run folder: its saved config (plus ``overrides``), the base model, the LoRA adapter
     (if the run used one) and the weights of its latest checkpoint. Returns (config, policy, tokenizer, step)."""
