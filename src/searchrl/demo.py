@@ -154,6 +154,7 @@ def run_demo(
                 log(f"{label}: done before (eval/{label}.json), skipped")
                 return
             t = time.perf_counter()
+            waits: dict[str, list[float]] = {}
             with bars.stage(f"eval {label}", len(questions)) as advance:
                 rows: list[EvalRow] = evaluate(
                     method,  # type: ignore[arg-type]
@@ -161,9 +162,10 @@ def run_demo(
                     build_rollout(cfg, HFGenerator(policy, tok), retriever, tok),
                     batch_size=16,
                     progress=lambda n: advance(n, ""),
+                    waits=waits,
                 )
             manifest = eval_manifest(cfg, method, questions, [retriever], ckpt)
-            tables[label] = write_results(out / "eval", label, rows, manifest=manifest)
+            tables[label] = write_results(out / "eval", label, rows, manifest=manifest, waits=waits)
             timed(f"eval_{label}", time.perf_counter() - t)
             by_group = summarize(rows, key=lambda r: r.group)
             log(

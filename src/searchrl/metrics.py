@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +77,24 @@ def merge_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def search_waits(trajs: Iterable[Trajectory]) -> list[float]:
+    """Seconds each answered search of ``trajs`` waited for its retriever call."""
+    return [x.search_wait_s for t in trajs for x in t.turns if x.action == "search" and x.injected]
+
+
+def search_latency(waits: Sequence[float]) -> dict[str, float]:
+    """``retrieval/latency_p50`` and ``retrieval/latency_p99``: percentiles of the seconds each search waited
+    for its retriever call (the whole call: a batched call makes every sample in it wait); {} with none."""
+    if not waits:
+        return {}
+    p50, p99 = np.percentile(np.asarray(waits, dtype=np.float64), [50, 99])
+    return {"retrieval/latency_p50": float(p50), "retrieval/latency_p99": float(p99)}
+
+
 def rollout_metrics(trajs: list[Trajectory], rewards: list[float], em: list[float]) -> dict[str, float]:
     """The step's ``reward/…``, ``rollout/…`` and ``retrieval/…`` scalars (means over its trajectories)."""
     n = len(trajs)
-    return {
+    return search_latency(search_waits(trajs)) | {
         "reward/mean": float(np.mean(rewards)),
         "reward/std": float(np.std(rewards)),
         "reward/em": float(np.mean(em)),

@@ -65,7 +65,8 @@ class Turn:
     injected: int = 0
     query: str | None = None
     passage_ids: tuple[str, ...] = ()
-    retrieval_s: float = 0.0
+    retrieval_s: float = 0.0  # this search's share of its retriever call (call seconds / queries in it)
+    search_wait_s: float = 0.0  # the whole call's seconds: how long this sample waited for its passages
     invalid_reason: str | None = None
 
 

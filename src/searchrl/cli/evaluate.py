@@ -125,10 +125,11 @@ def eval_cmd(
         for m in methods:
             label = m + suffix
             rows: list[Any] = []
+            waits: dict[str, list[float]] = {}  # search latency per question, for the table's percentiles
             for (spec, examples), retriever in zip(sets.items(), searched, strict=True):
                 engine = build_rollout(cfg, HFGenerator(model, tok), retriever, tok)
                 with progress_bar(console, f"{label} {Path(spec).name}", len(examples)) as advance:
-                    got = eval_run.evaluate(m, examples, engine, progress=advance)  # type: ignore[arg-type]
+                    got = eval_run.evaluate(m, examples, engine, progress=advance, waits=waits)  # type: ignore[arg-type]
                 rows.extend(got)
             if judge is not None:
                 rows, failure = with_verdicts(rows, judge)
@@ -138,7 +139,7 @@ def eval_cmd(
             by = (lambda r: r.group) if len(sets) == 1 else (lambda r: r.dataset)
             everything = [ex for examples in sets.values() for ex in examples]
             manifests[label] = eval_manifest(cfg, m, everything, searched, ckpt)
-            tables[label] = write_results(out, label, rows, key=by, manifest=manifests[label])
+            tables[label] = write_results(out, label, rows, key=by, manifest=manifests[label], waits=waits)
             arms[label] = [rows]
     text = markdown_table(tables)
     if len(arms) > 1:

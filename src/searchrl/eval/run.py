@@ -21,6 +21,7 @@ import numpy as np
 from searchrl.audit import AUDIT_CHECKS, audit_sample
 from searchrl.data.protocols import TagProtocol, baseline_messages
 from searchrl.eval.manifest import Manifest, save_manifest
+from searchrl.metrics import search_latency, search_waits
 from searchrl.retrieval.base import Retriever
 from searchrl.rewards.normalize import METRICS, cover_exact_match, exact_match, f1_score
 from searchrl.rollout.backend import SamplingParams
@@ -123,10 +124,12 @@ def evaluate(
     *,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
+    waits: dict[str, list[float]] | None = None,
 ) -> list[EvalRow]:
     """Greedy evaluation of ``method`` with ``engine`` (its backend, retriever, tokenizer, protocol and
     budgets: :func:`searchrl.rollout.build.build_rollout`); baselines get two turns and no search.
-    ``progress(n)`` is called after each batch of n examples."""
+    ``progress(n)`` is called after each batch of n examples. ``waits``, when given, receives each
+    example's search waits in seconds (by id; kept out of the rows, which stay deterministic)."""
     if method != "agent":
         engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
     tokenizer = engine.tokenizer
@@ -137,22 +140,31 @@ def evaluate(
         reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
         trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
         rows.extend(score(ex, t, tokenizer, engine.protocol) for ex, t in zip(chunk, trajs, strict=True))
+        if waits is not None:
+            waits.update((ex.id, search_waits([t])) for ex, t in zip(chunk, trajs, strict=True))
         if progress is not None:
             progress(len(chunk))
     return rows
 
 
 def summarize(
-    rows: Sequence[EvalRow], key: Callable[[EvalRow], str] = lambda r: r.dataset
+    rows: Sequence[EvalRow],
+    key: Callable[[EvalRow], str] = lambda r: r.dataset,
+    waits: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean EM, F1, cover-EM, searches, answer rate and the audit's shares (``audit/…``, when the rows
-    were audited) per key (plus ``all``)."""
+    were audited) per key (plus ``all``); with ``waits`` (from :func:`evaluate`) also the search latency
+    percentiles ``retrieval/latency_p50`` and ``p99``."""
     groups: dict[str, list[EvalRow]] = {}
     for r in rows:
         groups.setdefault(key(r), []).append(r)
     if len(groups) > 1:
         groups["all"] = list(rows)
-    return {name: _means(rs) for name, rs in groups.items()}
+    tables = {name: _means(rs) for name, rs in groups.items()}
+    if waits:
+        for name, rs in groups.items():
+            tables[name] |= search_latency([w for r in rs for w in waits.get(r.id, [])])
+    return tables
 
 
 def _means(rows: list[EvalRow]) -> dict[str, float]:
@@ -197,6 +209,7 @@ def write_results(
     rows: Sequence[EvalRow],
     key: Callable[[EvalRow], str] = lambda r: r.group,
     manifest: Manifest | None = None,
+    waits: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Write ``<method>.jsonl`` (one row per example) and ``<method>.json`` (the table, one row per ``key``
     value: the question type by default), after ``<method>.manifest.json`` when a manifest is given (first,
@@ -205,6 +218,6 @@ def write_results(
     if manifest is not None:
         save_manifest(out / f"{method}.jsonl", manifest)
     atomic_write_text(out / f"{method}.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in rows))
-    table = summarize(rows, key=key)
+    table = summarize(rows, key=key, waits=waits)
     atomic_write_text(out / f"{method}.json", json.dumps(table, indent=2))
     return table

@@ -254,11 +254,12 @@ class Experiment:
         cfg, policy, tok = self.policy_for(arm, seed, run_dir)
         t_train = time.perf_counter() - t0
         engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
-        rows = evaluate(arm.method, self.held_out, engine, batch_size=16)
+        waits: dict[str, list[float]] = {}
+        rows = evaluate(arm.method, self.held_out, engine, batch_size=16, waits=waits)
         # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
         ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
         manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt)
-        table = write_results(run_dir / "eval", "heldout", rows, manifest=manifest)
+        table = write_results(run_dir / "eval", "heldout", rows, manifest=manifest, waits=waits)
         timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}
         atomic_write_text(run_dir / "timing.json", json.dumps(timing))
         em = ", ".join(f"{g} {m['em']:.2f}" for g, m in table.items())

@@ -8,7 +8,7 @@ serves all pending requests together, so concurrency is not lost.
 Same trajectories as the synchronous loop, by construction: the per-sample steps are the engine's own
 (``_take``, ``_inject_passages``, ``_end_or_force``: the mask is born with each token in the same
 place), and the seed of a sample's turn is the one the synchronous loop uses for that turn (a sample
-active in synchronous turn t has exactly t turns behind it). Only ``Turn.retrieval_s`` differs.
+active in synchronous turn t has exactly t turns behind it). Only ``Turn.retrieval_s`` and ``Turn.search_wait_s`` differ.
 
 Searches from concurrent samples are micro-batched: a query waits while a retriever call is in flight,
 and all queries waiting when it returns go out as the next call (one call per burst, never one per
@@ -53,13 +53,14 @@ class SearchBatcher:
 
     def __init__(self, retriever: Retriever, k: int) -> None:
         self.retriever, self.k = retriever, k
-        self.pending: list[tuple[str, asyncio.Future[tuple[list[Passage], float]]]] = []
+        self.pending: list[tuple[str, asyncio.Future[tuple[list[Passage], float, float]]]] = []
         self.busy = False
         self.call_sizes: list[int] = []  # queries per retriever call, for metrics and tests
 
-    async def search(self, query: str) -> tuple[list[Passage], float]:
-        """The passages for ``query`` and the seconds of retriever time per query of its call."""
-        future: asyncio.Future[tuple[list[Passage], float]] = asyncio.get_running_loop().create_future()
+    async def search(self, query: str) -> tuple[list[Passage], float, float]:
+        """The passages for ``query``, the seconds of retriever time per query of its call, and the call's
+        seconds (what this sample waited)."""
+        future: asyncio.Future[tuple[list[Passage], float, float]] = asyncio.get_running_loop().create_future()
         self.pending.append((query, future))
         if not self.busy:
             self.busy = True
@@ -78,10 +79,10 @@ class SearchBatcher:
                     for _, future in batch:
                         future.set_exception(exc)
                     continue
-                elapsed = (time.perf_counter() - t0) / len(batch)
+                wait = time.perf_counter() - t0
                 self.call_sizes.append(len(batch))
                 for (_, future), passages in zip(batch, results, strict=True):
-                    future.set_result((passages, elapsed))
+                    future.set_result((passages, wait / len(batch), wait))
         finally:
             self.busy = False
 
@@ -115,8 +116,8 @@ class AsyncRolloutEngine(RolloutEngine):
             out = await self.backend.generate_one(key, row.ids, budget, stops, params, turn_seed)
             self._take(row, out)
             if row.finish is None and self._pending(row):
-                passages, elapsed = await self.batcher.search(row.turns[-1].query or "")
-                self._inject_passages(row, passages, elapsed)
+                passages, elapsed, wait = await self.batcher.search(row.turns[-1].query or "")
+                self._inject_passages(row, passages, elapsed, wait)
             if row.force_after_search and row.finish is None:
                 row.force_after_search = False
                 self._end_or_force(row)

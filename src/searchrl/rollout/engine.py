@@ -218,11 +218,11 @@ class RolloutEngine:
         queries = [rows[i].turns[-1].query or "" for i in searching]
         t0 = time.perf_counter()
         results = self.retriever.search(queries, self.limits.topk)
-        elapsed = (time.perf_counter() - t0) / len(searching)
+        wait = time.perf_counter() - t0
         for i, passages in zip(searching, results, strict=True):
-            self._inject_passages(rows[i], passages, elapsed)
+            self._inject_passages(rows[i], passages, wait / len(searching), wait)
 
-    def _inject_passages(self, row: _Row, passages: list[Passage], elapsed: float) -> None:
+    def _inject_passages(self, row: _Row, passages: list[Passage], elapsed: float, wait: float) -> None:
         lim = self.limits
         body = self._encode(self.protocol.format_passages(passages))
         room = lim.max_context - len(row.ids) - lim.answer_reserve - len(self._info_head) - len(self._info_tail)
@@ -233,7 +233,11 @@ class RolloutEngine:
         block = self._info_head + body[:room] + self._info_tail
         row.append(block, sampled=False)
         row.turns[-1] = replace(
-            last, injected=len(block), passage_ids=tuple(p.id for p in passages), retrieval_s=elapsed
+            last,
+            injected=len(block),
+            passage_ids=tuple(p.id for p in passages),
+            retrieval_s=elapsed,
+            search_wait_s=wait,
         )
 
     def _room_for(self, row: _Row, n: int) -> bool:
