@@ -209,3 +209,31 @@ def test_audit_section_of_the_report(tmp_path: Path) -> None:
     assert 'data-metric="audit/searches_collapsed"' in page and page.count('<svg class="chart"') == 3
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward/mean": 0.1}) + "\n")
     assert "Behaviour audit" not in write_report(tmp_path).read_text()
+
+
+def test_audit_row_reads_back_the_checks_of_a_row_written_without_them(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """Rows written before rows carried the audit get the same flags from their text (spans) alone."""
+    from dataclasses import asdict
+
+    from searchrl.audit import audit_row
+
+    examples = [QAExample(f"w/{i}", QUESTION, ("Varnholt",), "world", metadata={"type": "1hop"}) for i in range(4)]
+    scripts = [
+        ["<search>Ilse Marrow</search>", "<search>Ilse Marrow</search>", "<answer>Varnholt</answer>"],
+        ["<answer>Varnholt</answer>"],
+        [f"<search>{QUESTION}</search>", "<information>Doc 1(Title: x) y</information><answer>Oss</answer>"],
+        [
+            "<search>Quillon Company</search>",
+            "<answer>Ilse Marrow was born in Varnholt and founded the Quillon Company</answer>",
+        ],
+    ]
+    engine, _, _ = make_engine(smol_tokenizer, scripts)
+    rows = evaluate("agent", examples, engine)
+    flagged = set()
+    for row in rows:
+        old = json.loads(json.dumps(asdict(row)))  # as read back from a jsonl file
+        old.pop("audit")
+        assert audit_row(old, SR1) == row.audit, row.response
+        flagged |= {name for name, hit in row.audit.items() if hit}
+    assert {"query_repeated", "answer_without_search", "query_repeats_question", "hallucinated_evidence"} <= flagged
+    assert "copied_passage" in flagged

@@ -148,6 +148,7 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     )
     assert "![train reward (sampled)](curves/reward_mean.svg)" in markdown
     assert "[report](arms/masked/seed0/report.html)" in markdown
+    assert "| masked | 0 | – | – |" in markdown  # rows without audit or text: nothing to audit, said so
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -172,6 +173,8 @@ def test_two_arms_two_seeds_one_step(tiny_model_dir: Path, tmp_path: Path) -> No
     page = (out / "findings.md").read_text()
     assert "| F2" in page and "masked − unmasked" in page and "| 2 |" in page  # two seeds of the 'after' arm
     assert "## Held-out em" in page and "1hop" in page and "2hop" in page
+    audit = page.split("## Behaviour audit (held-out)")[1].split("##")[0]
+    assert "| masked | 12 |" in audit and "| unmasked | 12 |" in audit and "answer_without_search" in audit
     svg = (out / "curves" / "reward_mean.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<polyline") == 4  # 2 arms x 2 seeds
     summary = json.loads((out / "summary.json").read_text())

@@ -40,14 +40,14 @@ import functools
 import re
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from searchrl.data.protocols import TagProtocol
+from searchrl.data.protocols import Answer, Search, TagProtocol
 from searchrl.rewards.normalize import exact_match, normalize_answer
 from searchrl.rollout.trace import text_spans
-from searchrl.types import Trajectory
+from searchrl.types import Trajectory, Turn
 
 __all__ = [
     "AUDIT_CHECKS",
@@ -56,6 +56,7 @@ __all__ = [
     "WorkedExample",
     "answer_without_search",
     "audit_batch",
+    "audit_row",
     "audit_sample",
     "copied_example",
     "copied_passage",
@@ -197,6 +198,31 @@ def audit_sample(
         "hallucinated_evidence": hallucinated_evidence(spans, protocol),
         "answer_without_search": answer_without_search(traj, qtype, needs_search),
     }
+
+
+def audit_row(
+    row: Mapping[str, Any], protocol: TagProtocol, *, needs_search: Collection[str] | None = None
+) -> dict[str, bool]:
+    """The checks of one held-out row (:class:`searchrl.eval.run.EvalRow` as read back) that was written
+    before rows carried them. Its turns are read back from ``spans``: each run of policy-written text is a
+    turn, parsed as the rollout parsed it; searches past the row's count were refused (over budget) and
+    stay as invalid turns with their query."""
+    turns, searches = [], 0
+    for written, text in row["spans"]:
+        if not written:
+            continue
+        action = protocol.parse_action(text)
+        if isinstance(action, Search):
+            searches += 1
+            kind = "search" if searches <= row["searches"] else "invalid"
+            turns.append(Turn(kind, 0, query=action.query))
+        else:
+            turns.append(Turn("answer" if isinstance(action, Answer) else "invalid", 0))
+    traj = Trajectory(row["id"], 0, [], [], [], 0, turns, row["answer"], row["finish"], row["response"])
+    spans = [(bool(w), str(t)) for w, t in row["spans"]]
+    return audit_sample(
+        traj, spans, row["question"], row["group"], protocol, golds=row["golds"], needs_search=needs_search
+    )
 
 
 def audit_batch(

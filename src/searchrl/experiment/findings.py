@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from searchrl.audit import AUDIT_CHECKS, audit_row
+from searchrl.config import load_config
+from searchrl.data.protocols import PROTOCOLS
 from searchrl.eval.manifest import NO_MANIFEST, Manifest, differences, load_manifest, manifest_table
 from searchrl.eval.paired import PairedRow, compare_arms, comparison_tables
 from searchrl.eval.rows import read_rows
@@ -231,6 +234,41 @@ def signals_section(signals: dict[str, dict[str, float]]) -> Section:
     return Section("Instability signals (mean over seeds)", tables=[Table(["arm", *keys], rows)])
 
 
+def audited(run: Path) -> tuple[list[dict[str, bool]], int]:
+    """Each held-out row's behaviour audit, and how many were read back from the row's text because the
+    row was written before rows carried one (:func:`searchrl.audit.audit_row`); rows with neither the
+    audit nor their text (or a run without its config) are left out."""
+    config = run / "config.yaml"
+    protocol = PROTOCOLS[load_config(config).rollout.protocol] if config.is_file() else None
+    flags, late = [], 0
+    for r in read_rows(run / "eval/heldout.jsonl"):
+        if r.get("audit"):
+            flags.append(r["audit"])
+        elif protocol is not None and "spans" in r:
+            flags.append(audit_row(r, protocol))
+            late += 1
+    return flags, late
+
+
+def audit_section(runs: dict[str, list[Path]]) -> Section:
+    """Per arm, over every seed's held-out rows: searches per question and the share each audit check flags."""
+    table: list[list[Cell]] = []
+    late = 0
+    for name, ds in runs.items():
+        flags: list[dict[str, bool]] = []
+        for d in ds:
+            f, n = audited(d)
+            flags, late = flags + f, late + n
+        searches = [r["searches"] for d in ds for r in read_rows(d / "eval/heldout.jsonl") if "searches" in r]
+        shares = [f"{np.mean([f.get(c, False) for f in flags]):.3f}" if flags else "–" for c in AUDIT_CHECKS]
+        table.append([name, str(len(flags)), f"{np.mean(searches):.2f}" if searches else "–", *shares])
+    text = "Shares of held-out answers (every seed) that each check of searchrl.audit flags."
+    if late:
+        text += f" {late} rows were written before rows carried the audit and are audited here from their text."
+    header = ["arm", "rows audited", "searches", *AUDIT_CHECKS]
+    return Section("Behaviour audit (held-out)", text, [Table(header, table)])
+
+
 def cpu_section(out: Path, runs: dict[str, list[Path]]) -> Section:
     """Seconds per run, and a link to the run's own report.html where one was written."""
     rows: list[list[Cell]] = []
@@ -273,6 +311,7 @@ def write_findings(spec: ExperimentSpec, out: str | Path) -> Path:
         *heldout_sections(spec, runs),
         curves_section(out, runs),
         signals_section(signals),
+        audit_section(runs),
         cpu_section(out, runs),
     ]
     title = f"Findings: {spec.name}"
