@@ -198,3 +198,23 @@ def test_shipped_experiment_files_load(path: Path) -> None:
     spec = load_spec(path)
     assert len(spec.seeds) >= 3 and spec.claims
     assert all(n >= 100 for n in spec.held_out.per_type.values())  # >= 100 held-out questions per type
+
+
+def test_a_run_the_watchdog_stops_is_evaluated_where_it_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """max_trips reached: the arm keeps the restored policy (its last passed checkpoint), says why in
+    watchdog_stop.txt and still gets its held-out rows, so the experiment goes on to the next arm."""
+    from searchrl.experiment.runner import Experiment
+
+    data = spec_dict(tiny_model_dir)
+    data.update(seeds=[0], warm_start=None, claims=[])
+    trip = ["train.log_entropy=true", "train.watchdog.entropy_min=1000", "train.watchdog.max_trips=1"]
+    data["arms"] = [{"name": "stopped", "init": "base", "steps": 3, "overrides": trip}, {"name": "next", "steps": 0}]
+    data["arms"][1]["init"] = "base"  # type: ignore[index]
+    spec = ExperimentSpec.model_validate(data)
+    logged: list[str] = []
+    Experiment.prepare(spec, tmp_path / "out", log=logged.append).run()
+    run = run_dir_of(tmp_path / "out", "stopped", 0)
+    assert "entropy_floor" in (run / "watchdog_stop.txt").read_text()
+    assert any("stopped at step 0" in line for line in logged), logged
+    assert len((run / "eval/heldout.jsonl").read_text().splitlines()) == 6
+    assert (run_dir_of(tmp_path / "out", "next", 0) / "eval/heldout.jsonl").is_file()

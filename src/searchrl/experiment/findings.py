@@ -37,6 +37,7 @@ CURVES = {
     "actor/injected_logprob": "log-prob of the injected text, per token",
     "audit/searches_drift": "searches per sample minus the first step's",
     "rollout/informative_fraction": "groups with unequal rewards / groups generated",
+    "watchdog/trips": "collapse-watchdog trips so far (each one a rollback)",
 }
 
 

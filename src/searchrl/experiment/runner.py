@@ -43,6 +43,7 @@ from searchrl.rollout.prompts import prompt_ids
 from searchrl.trainer.checkpoint import latest_checkpoint, load_trained_policy, load_weights, trainable_layout
 from searchrl.trainer.loop import Trainer
 from searchrl.trainer.sft import GoldTrajectory, warm_start
+from searchrl.trainer.watchdog import WatchdogError
 from searchrl.types import QAExample
 from searchrl.utils import atomic_write_text
 
@@ -234,13 +235,17 @@ class Experiment:
             if start is not None:  # None: the base model, or a merged start already in model.path
                 load_weights(start, "policy", trainer.policy)
             trainer.save()  # checkpoint 0: the policy RL starts from
-        trainer.fit(
-            arm.steps,
-            progress=lambda s, n, m: self.log(
-                f"{arm.name} seed {seed}: step {s}/{n} reward {m['reward/mean']:.2f} "
-                f"searches {m['rollout/searches']:.2f} ({m['perf/time_step']:.0f} s)"
-            ),
-        )
+        try:
+            trainer.fit(
+                arm.steps,
+                progress=lambda s, n, m: self.log(
+                    f"{arm.name} seed {seed}: step {s}/{n} reward {m['reward/mean']:.2f} "
+                    f"searches {m['rollout/searches']:.2f} ({m['perf/time_step']:.0f} s)"
+                ),
+            )
+        except WatchdogError as exc:  # the policy is back at its last passed checkpoint: that is what is evaluated
+            atomic_write_text(run_dir / "watchdog_stop.txt", f"{exc}\n")
+            self.log(f"{arm.name} seed {seed}: stopped at step {trainer.state.step} ({exc}); evaluating it there")
         return cfg, trainer.policy, tok
 
     def run_arm(self, arm: Arm, seed: int) -> Path:
