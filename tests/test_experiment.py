@@ -200,6 +200,11 @@ def test_shipped_experiment_files_load(path: Path) -> None:
     assert all(n >= 100 for n in spec.held_out.per_type.values())  # >= 100 held-out questions per type
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "recipes" / "demonstrations").glob("*.yaml")))
+def test_shipped_demonstration_files_load(path: Path) -> None:
+    assert load_spec(path).arms  # one-seed demonstrations (not claims): they must load, every arm's config too
+
+
 def test_a_run_the_watchdog_stops_is_evaluated_where_it_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
     """max_trips reached: the arm keeps the restored policy (its last passed checkpoint), says why in
     watchdog_stop.txt and still gets its held-out rows, so the experiment goes on to the next arm."""
