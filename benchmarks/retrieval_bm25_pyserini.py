@@ -75,7 +75,8 @@ def step_build(scratch: Path, python: Path) -> dict[str, Any]:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child: the JVM
-    n = sum(1 for _ in open(scratch / "corpus.jsonl", encoding="utf-8"))
+    with open(scratch / "corpus.jsonl", encoding="utf-8") as fh:
+        n = sum(1 for _ in fh)
     size = sum(p.stat().st_size for p in index.rglob("*") if p.is_file())
     return {"seconds": round(seconds, 1), "peak_rss_gib": round(peak_kib / 2**20, 2), "passages": n,
             "bytes_per_passage": round(size / n, 1)}  # fmt: skip
