@@ -96,3 +96,13 @@ def test_compare_arms_groups_pairs_and_aligns_by_id() -> None:
         compare_arms({"sft": [base]}, metric="accuracy")
     with pytest.raises(ValueError, match="share no question"):
         compare_arms({"sft": [base], "rl": [_rows({"z": ("1hop", 1)})]})
+
+
+def test_searches_per_question_is_a_paired_metric_beside_searched() -> None:
+    """F6 reads search behaviour from held-out rows: the count (searches) and the share that searched."""
+    before = [{"id": f"q{i}", "dataset": "w", "group": "2hop", "searches": s} for i, s in enumerate([0, 1, 1, 2])]
+    after = [{"id": f"q{i}", "dataset": "w", "group": "2hop", "searches": s} for i, s in enumerate([1, 2, 2, 3])]
+    _, paired = compare_arms({"before": [before], "after": [after]}, metric="searches", n_boot=200)
+    assert paired[0].diff.mean == pytest.approx(1.0) and paired[0].fixed == 4
+    _, share = compare_arms({"before": [before], "after": [after]}, metric="searched", n_boot=200)
+    assert share[0].diff.mean == pytest.approx(0.25)

@@ -69,6 +69,7 @@ NORMALIZATION: dict[str, str] = {
     "subem": "squad, search-r1 character substring",
     "r1_cover_em": "r1-searcher",
     "searched": "at least one search",
+    "searches": "searches per question (a count)",
 }
 
 # the retrieval fields (config.RetrievalConfig) that change what a retriever of each kind returns

@@ -139,7 +139,7 @@ class PairedRow:
 Row = Any  # an EvalRow or its JSON dict: needs id, dataset, group and the metric
 
 # the answer metrics, plus "searched": 1 when the policy made at least one well-formed search
-ROW_METRICS = (*METRICS, "searched")
+ROW_METRICS = (*METRICS, "searched", "searches")  # searched: 1 with any search; searches: the count
 
 
 def _get(row: Row, name: str) -> Any:
