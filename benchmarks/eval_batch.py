@@ -40,6 +40,8 @@ def main() -> None:
     cfg, policy, tok, _ = load_trained_policy(args.run_dir)
     settings = [(int(x), True) for x in args.sizes.split(",")]
     settings += [(int(x), False) for x in args.unshared.split(",") if x]
+    warm = build_rollout(cfg, HFGenerator(policy, tok), retriever, tok)
+    evaluate("agent", questions[:4], warm, batch_size=4)  # unmeasured: first-call costs (allocator, caches)
     first: list[str | None] = []
     base = 0.0
     rates: dict[int, float] = {}

@@ -67,7 +67,7 @@ def step_build(scratch: Path, python: Path) -> dict[str, Any]:
     shutil.rmtree(docs, ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
     docs.mkdir()
-    (docs / "corpus.jsonl").symlink_to(scratch / "corpus.jsonl")
+    (docs / "corpus.jsonl").symlink_to((scratch / "corpus.jsonl").resolve())
     cmd = ["java", "-Xmx8g", "-cp", str(anserini_jar(python)), "io.anserini.index.IndexCollection",
            "-collection", "JsonCollection", "-generator", "DefaultLuceneDocumentGenerator", "-input", str(docs),
            "-index", str(index), "-threads", "2"]  # fmt: skip

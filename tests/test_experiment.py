@@ -223,3 +223,8 @@ def test_a_run_the_watchdog_stops_is_evaluated_where_it_stopped(tiny_model_dir: 
     assert any("stopped at step 0" in line for line in logged), logged
     assert len((run / "eval/heldout.jsonl").read_text().splitlines()) == 6
     assert (run_dir_of(tmp_path / "out", "next", 0) / "eval/heldout.jsonl").is_file()
+    steps = (run / "metrics.jsonl").read_text()
+    (run / "eval/heldout.jsonl").unlink()  # interrupted after the stop, before its rows: the stop must hold
+    Experiment.prepare(spec, tmp_path / "out", log=logged.append).run()
+    assert (run / "metrics.jsonl").read_text() == steps and any("stopped it before" in x for x in logged)
+    assert len((run / "eval/heldout.jsonl").read_text().splitlines()) == 6

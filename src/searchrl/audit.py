@@ -206,13 +206,15 @@ def audit_row(
     """The checks of one held-out row (:class:`searchrl.eval.run.EvalRow` as read back) that was written
     before rows carried them. Its turns are read back from ``spans``: each run of policy-written text is a
     turn, parsed as the rollout parsed it; searches past the row's count were refused (over budget) and
-    stay as invalid turns with their query."""
-    turns, searches = [], 0
+    stay as invalid turns with their query; a turn after a forced answer prefix is parsed with it, and a
+    search there is an invalid turn without a query, as the rollout records it."""
+    turns, searches, forced = [], 0, False
     for written, text in row["spans"]:
-        if not written:
+        if not written:  # the rollout parses a turn after a forced answer prefix with that prefix in front
+            forced = bool(protocol.force_answer_prefix) and text.endswith(protocol.force_answer_prefix)
             continue
-        action = protocol.parse_action(text)
-        if isinstance(action, Search):
+        action = protocol.parse_action(protocol.force_answer_prefix + text if forced else text)
+        if isinstance(action, Search) and not forced:
             searches += 1
             kind = "search" if searches <= row["searches"] else "invalid"
             turns.append(Turn(kind, 0, query=action.query))

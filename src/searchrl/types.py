@@ -66,7 +66,7 @@ class Turn:
     query: str | None = None
     passage_ids: tuple[str, ...] = ()
     retrieval_s: float = 0.0  # this search's share of its retriever call (call seconds / queries in it)
-    search_wait_s: float = 0.0  # the whole call's seconds: how long this sample waited for its passages
+    search_wait_s: float = 0.0  # how long this sample waited for its passages (its whole call, and any queue)
     invalid_reason: str | None = None
 
 

@@ -160,7 +160,12 @@ def compare(
         list[Path],
         typer.Argument(help="Eval rows of each arm: <label>.jsonl files (several runs: label=a.jsonl,b.jsonl)"),
     ],
-    metric: Annotated[str, typer.Option(help="em | f1 | cover_em | subem | r1_cover_em")] = "em",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="em | f1 | cover_em | subem | r1_cover_em | searched (share with a search) | searches (count)"
+        ),
+    ] = "em",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 2000,
     bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     allow_mismatch: Annotated[

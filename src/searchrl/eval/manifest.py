@@ -72,6 +72,8 @@ NORMALIZATION: dict[str, str] = {
     "searches": "searches per question (a count)",
 }
 
+_COUNTED = ("searched", "searches")
+
 # the retrieval fields (config.RetrievalConfig) that change what a retriever of each kind returns
 _RETRIEVER_FIELDS: dict[str, tuple[str, ...]] = {
     "bm25": ("topk",),
@@ -102,7 +104,8 @@ class Manifest:
         """The settings two arms must share to be compared on ``metric``, by name."""
         out: dict[str, Any] = {"corpus": self.corpus, "index": self.index}
         out |= {f"retriever.{k}": v for k, v in self.retriever.items()}
-        out[f"metric.{metric}"] = self.metrics.get(metric, "unknown")
+        if metric not in _COUNTED:  # a count of searches normalizes nothing: older manifests lack the entry
+            out[f"metric.{metric}"] = self.metrics.get(metric, "unknown")
         out["questions"] = self.questions
         return out
 

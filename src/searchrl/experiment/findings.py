@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from searchrl.audit import AUDIT_CHECKS, audit_row
-from searchrl.config import load_config
+from searchrl.config import RolloutConfig
 from searchrl.data.protocols import PROTOCOLS
 from searchrl.eval.manifest import NO_MANIFEST, Manifest, differences, load_manifest, manifest_table
 from searchrl.eval.paired import PairedRow, compare_arms, comparison_tables
@@ -239,8 +240,11 @@ def audited(run: Path) -> tuple[list[dict[str, bool]], int]:
     """Each held-out row's behaviour audit, and how many were read back from the row's text because the
     row was written before rows carried one (:func:`searchrl.audit.audit_row`); rows with neither the
     audit nor their text (or a run without its config) are left out."""
-    config = run / "config.yaml"
-    protocol = PROTOCOLS[load_config(config).rollout.protocol] if config.is_file() else None
+    config = run / "config.yaml"  # only the protocol is read: a config an older version wrote need not validate
+    name = (
+        ((yaml.safe_load(config.read_text()) or {}).get("rollout") or {}).get("protocol") if config.is_file() else None
+    )
+    protocol = PROTOCOLS.get(name or RolloutConfig().protocol) if config.is_file() else None
     flags, late = [], 0
     for r in read_rows(run / "eval/heldout.jsonl"):
         if r.get("audit"):

@@ -206,26 +206,38 @@ class Experiment:
         """(config, checkpoint to load) for RL from ``start``. When the start's trainable tensors do not fit
         the arm (another LoRA rank, alpha or set of adapted blocks: ``train.lora_layers`` over a warm start
         adapted in every block), the arm starts from the start exported merged (its ``model.path``) with
-        fresh adapters of its own, which compute the same policy, and loads nothing."""
+        fresh adapters of its own (B = 0: the start's policy up to float rounding), and loads nothing."""
         if start is None or trainable_layout(load_config(start.parent / "config.yaml")) == trainable_layout(cfg):
             return cfg, start
-        merged = merged_start(start)
-        data = apply_overrides(cfg.model_dump(mode="json"), [f"model.path={merged}"])
+        data = cfg.model_dump(mode="json")
+        data["model"]["path"] = str(merged_start(start).resolve())
         return config_from_dict(data), None
 
-    def policy_for(self, arm: Arm, seed: int, run_dir: Path) -> tuple[Config, Any, Any]:
-        """Train the arm (or resume it) and return (config, policy, tokenizer) for its evaluation."""
+    def rl_config(self, arm: Arm, seed: int, run_dir: Path) -> tuple[Config, Path | None]:
+        """The arm's config and the checkpoint its RL loads. A run that has checkpoints keeps the base model
+        its config.yaml names (a merged start stays the one it was trained on) and loads nothing: it resumes."""
         cfg = self.spec.arm_config(arm, seed, run_dir)
-        start = self.start_checkpoint(arm, seed)
-        if arm.steps > 0:
-            cfg, start = self.fitted_start(cfg, start)
-        save_config(cfg, run_dir)
+        saved = run_dir / "config.yaml"
+        if latest_checkpoint(run_dir) is not None and saved.is_file():
+            data = cfg.model_dump(mode="json")
+            data["model"]["path"] = load_config(saved).model.path
+            return config_from_dict(data), None
+        return self.fitted_start(cfg, self.start_checkpoint(arm, seed))
+
+    def policy_for(self, arm: Arm, seed: int, run_dir: Path) -> tuple[Config, Any, Any]:
+        """Train the arm (or resume it) and return (config, policy, tokenizer) for its evaluation. A run the
+        watchdog stopped (``watchdog_stop.txt``) resumes at the checkpoint it restored and trains no more."""
         if arm.steps == 0:
+            cfg = self.spec.arm_config(arm, seed, run_dir)
+            save_config(cfg, run_dir)
+            start = self.start_checkpoint(arm, seed)
             if start is None:
                 model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
                 return cfg, model, tok
             _, policy, tok, _ = load_trained_policy(start.parent)
             return cfg, policy, tok
+        cfg, start = self.rl_config(arm, seed, run_dir)
+        save_config(cfg, run_dir)
         examples = self.train_examples(arm, seed)
         model, tok = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.cache_dir)
         trainer = Trainer(cfg, model, tok, self.retriever, examples, run_dir)
@@ -235,6 +247,10 @@ class Experiment:
             if start is not None:  # None: the base model, or a merged start already in model.path
                 load_weights(start, "policy", trainer.policy)
             trainer.save()  # checkpoint 0: the policy RL starts from
+        stopped = run_dir / "watchdog_stop.txt"
+        if stopped.is_file():
+            self.log(f"{arm.name} seed {seed}: the watchdog stopped it before ({stopped.read_text().strip()})")
+            return cfg, trainer.policy, tok
         try:
             trainer.fit(
                 arm.steps,
@@ -244,7 +260,7 @@ class Experiment:
                 ),
             )
         except WatchdogError as exc:  # the policy is back at its last passed checkpoint: that is what is evaluated
-            atomic_write_text(run_dir / "watchdog_stop.txt", f"{exc}\n")
+            atomic_write_text(stopped, f"{exc}\n")
             self.log(f"{arm.name} seed {seed}: stopped at step {trainer.state.step} ({exc}); evaluating it there")
         return cfg, trainer.policy, tok
 

@@ -14,6 +14,7 @@ is written under a temporary name and renamed into place: a failed export leaves
 
 from __future__ import annotations
 
+import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,10 @@ def merged_start(ckpt: str | Path) -> Path:
     ckpt = Path(ckpt)
     step = int(json.loads((ckpt / "state.json").read_text())["step"])
     out = ckpt.parent / f"merged-{step:06d}"
-    if not (out / "config.json").is_file():
-        export_run(ckpt.parent, out, step=step, merged=True, force=True)
+    with open(ckpt.parent / f".merged-{step:06d}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two arms (or processes) starting there export it once
+        if not (out / "config.json").is_file():
+            export_run(ckpt.parent, out, step=step, merged=True, force=True)
     return out
 
 

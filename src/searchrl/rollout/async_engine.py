@@ -58,14 +58,16 @@ class SearchBatcher:
         self.call_sizes: list[int] = []  # queries per retriever call, for metrics and tests
 
     async def search(self, query: str) -> tuple[list[Passage], float, float]:
-        """The passages for ``query``, the seconds of retriever time per query of its call, and the call's
-        seconds (what this sample waited)."""
+        """The passages for ``query``, the seconds of retriever time per query of its call, and the seconds
+        this sample waited for them (queued behind a call in flight, then its own call)."""
         future: asyncio.Future[tuple[list[Passage], float, float]] = asyncio.get_running_loop().create_future()
+        asked = time.perf_counter()
         self.pending.append((query, future))
         if not self.busy:
             self.busy = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        passages, share, _ = await future
+        return passages, share, time.perf_counter() - asked
 
     async def _drain(self) -> None:
         try:
