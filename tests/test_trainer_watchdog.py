@@ -27,6 +27,7 @@ HEALTHY = {
     "actor/skipped_steps": 0.0,
     "rollout/response_tokens": 100.0,
     "rollout/truncated": 0.1,
+    "rollout/invalid": 0.1,
 }
 
 # a logged F1 calibration run (search_r1_f1 GRPO arm, seed 0): 12 healthy steps of 4 prompts x 8 samples
@@ -56,6 +57,7 @@ def test_watchdog_each_signal_trips_on_its_metric_and_not_inside_its_threshold()
         ("kl_ceiling", {"actor/kl": 1.5}),
         ("length_jump", {"rollout/response_tokens": 310.0}),
         ("truncated_jump", {"rollout/truncated": 0.65}),
+        ("invalid_jump", {"rollout/invalid": 1.2}),
     ]
     for signal, change in tripping:
         trip = find_trip({**HEALTHY, **change}, base, cfg)
@@ -68,10 +70,27 @@ def test_watchdog_each_signal_trips_on_its_metric_and_not_inside_its_threshold()
         {"rollout/response_tokens": 290.0},
         {"rollout/response_tokens": 20.0},  # shorter answers: no length trip (a falling reward has its own)
         {"rollout/truncated": 0.55},
+        {"rollout/invalid": 1.0},
         {"reward/mean": 0.0},  # one bad GRPO step moves the smoothed reward by 0.02 only
     ]
     for change in inside:
         assert find_trip({**HEALTHY, **change}, base, cfg) is None, change
+
+
+def test_watchdog_invalid_jump_catches_the_demonstrated_collapse_at_its_second_step() -> None:
+    """recipes/demonstrations/watchdog_collapse.yaml, lr 5e-3, its logged metrics: after one update every turn
+    was '<<<<...'; every group's rewards were equal from then on, so no row trained and neither entropy nor KL
+    was logged again, and the jump checks were in their warmup. Only the protocol breaking down shows."""
+    cfg, base = WatchdogConfig(), Baselines()
+    step1 = {"reward/mean": 0.312, "rollout/response_tokens": 255.3, "rollout/truncated": 0.0,
+             "rollout/invalid": 0.0625, "actor/entropy": 0.299, "actor/kl": 0.0, "actor/grad_norm": 0.205}  # fmt: skip
+    step2 = {"reward/mean": 0.0, "rollout/response_tokens": 100.5, "rollout/truncated": 0.0, "rollout/invalid": 1.625,
+             "actor/grad_norm": 0.0}  # fmt: skip
+    assert find_trip(step1, base, cfg) is None
+    base.fold(step1, cfg)
+    trip = find_trip(step2, base, cfg)
+    assert trip is not None and trip.signal == "invalid_jump" and trip.value == 1.625
+    assert find_trip(step2, base, WatchdogConfig(invalid_rise=0)) is None  # switched off: nothing else sees it
 
 
 def test_watchdog_reward_drop_trips_at_the_hand_computed_step() -> None:

@@ -12,6 +12,13 @@ The signals, each named in a ``watchdog/<signal>`` metric and in the error that 
 * ``length_jump``, ``truncated_jump``: ``rollout/response_tokens`` above ``length_factor`` times its
   baseline, or ``rollout/truncated`` more than ``truncated_rise`` above it (rises only: a runaway or
   repeating policy; shorter answers with a falling reward are caught by ``reward_drop``);
+* ``invalid_jump``: ``rollout/invalid`` (turns per sample the protocol could not parse) more than
+  ``invalid_rise`` above its baseline, from the first passed step on (no warmup): the tag protocol
+  breaking down is not noise. The demonstration that added it (recipes/demonstrations/watchdog_collapse.yaml,
+  lr 5e-3): one update turned every turn into ``<<<<…``; from then on every group's rewards were equal, so
+  no row trained, ``actor/entropy`` and ``actor/kl`` were never logged, and the jump and reward checks
+  were still in their warmup: nothing else could see it. Invalid turns went 0.06 -> 1.6 -> 4.0 per sample;
+  healthy logged runs (F1-F3, 28 runs) rose at most 0.41 above their first step (max 0.5).
 * ``reward_drop``: the smoothed ``reward/mean`` more than ``reward_drop`` below its running best.
 
 On a trip: a ``watchdog/…`` record in metrics.jsonl at the tripped step and a console line; the last
@@ -65,10 +72,23 @@ if TYPE_CHECKING:
 __all__ = ["Baselines", "Trip", "Watchdog", "WatchdogError", "WatchdogState", "find_trip"]
 
 Signal = Literal[
-    "nonfinite", "entropy_floor", "entropy_jump", "kl_ceiling", "length_jump", "truncated_jump", "reward_drop"
+    "nonfinite",
+    "entropy_floor",
+    "entropy_jump",
+    "kl_ceiling",
+    "length_jump",
+    "truncated_jump",
+    "invalid_jump",
+    "reward_drop",
 ]
 REWARD = "reward/mean"
-WATCHED = ("actor/entropy", "rollout/response_tokens", "rollout/truncated", REWARD)  # the metrics with baselines
+WATCHED = (
+    "actor/entropy",
+    "rollout/response_tokens",
+    "rollout/truncated",
+    "rollout/invalid",
+    REWARD,
+)  # the metrics with baselines
 FINITE = ("actor/", "critic/", "reward/")  # namespaces whose every value must be finite
 
 
@@ -126,7 +146,7 @@ def reward_warmup(cfg: WatchdogConfig) -> int:
 
 def find_trip(metrics: dict[str, float], base: Baselines, cfg: WatchdogConfig) -> Trip | None:
     """The first check a step's ``metrics`` fail against the baselines of the passed steps (None: it passed)."""
-    for check in (_nonfinite, _entropy, _kl, _length, _reward):
+    for check in (_nonfinite, _entropy, _kl, _length, _invalid, _reward):
         trip = check(metrics, base, cfg)
         if trip is not None:
             return trip
@@ -167,6 +187,18 @@ def _length(m: dict[str, float], base: Baselines, cfg: WatchdogConfig) -> Trip |
     if rise > cfg.truncated_rise:
         detail = f"{key} {m[key]:.3g} is {rise:.3g} above its baseline {base.mean[key]:.3g}"
         return Trip("truncated_jump", key, m[key], f"{detail} (limit {cfg.truncated_rise:g})")
+    return None
+
+
+def _invalid(m: dict[str, float], base: Baselines, cfg: WatchdogConfig) -> Trip | None:
+    """Invalid turns per sample more than ``invalid_rise`` above their baseline, from the first passed step."""
+    key = "rollout/invalid"
+    if cfg.invalid_rise <= 0 or key not in m or base.seen.get(key, 0) < 1:
+        return None
+    rise = m[key] - base.mean[key]
+    if rise > cfg.invalid_rise:
+        detail = f"{key} {m[key]:.3g} is {rise:.3g} above its baseline {base.mean[key]:.3g}"
+        return Trip("invalid_jump", key, m[key], f"{detail} (limit {cfg.invalid_rise:g})")
     return None
 
 
