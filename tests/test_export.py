@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from searchrl.cli import app
@@ -245,3 +246,23 @@ def test_ask_takes_an_exported_folder_with_its_runs_settings(lora_run: Path, exp
     assert trace(run.output) == trace(folder.output) and "answer:" in folder.output  # the same trace and answer
     bare = runner.invoke(app, ["ask", question, f"model.path={exported['merged']}", "rollout.protocol=search_r1"])
     assert bare.exit_code == 0 and trace(bare.output) != trace(folder.output)  # the command's overrides win
+
+
+def test_card_names_the_sft_warm_start_of_a_demo_or_an_experiment_arm(tmp_path: Path) -> None:
+    from searchrl.export.card import sft_record
+
+    cfg = config_from_dict({})
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    assert sft_record(demo, cfg) == 0
+    (demo / "sft.json").write_text(json.dumps({"losses": [2.1, 0.3], "examples": 56}))
+    assert sft_record(demo, cfg) == 56  # searchrl demo: the run folder's own record
+    out = tmp_path / "exp"
+    (out / "warm_start").mkdir(parents=True)
+    (out / "warm_start" / "sft.json").write_text(json.dumps({"losses": [1.0], "examples": 40}))
+    arms = [{"name": "grpo", "init": "warm_start"}, {"name": "from_base", "init": "base"}]
+    (out / "spec.yaml").write_text(yaml.safe_dump({"name": "x", "arms": arms}))
+    for arm, want in (("grpo", 40), ("from_base", 0)):
+        run = out / "arms" / arm / "seed0"
+        run.mkdir(parents=True)
+        assert sft_record(run, cfg) == want, arm

@@ -41,6 +41,7 @@ class CardInputs:
     base_model: dict[str, str]  # model_path (as the config says), resolved_path (what was loaded)
     protocol: dict[str, Any]  # protocol_record(...)
     tables: dict[str, dict[str, dict[str, float]]]  # held-out tables: label -> group -> metrics
+    sft_examples: int = 0  # gold trajectories of the run's SFT warm start (sft_record), 0 = none
 
 
 def passage_template(protocol: TagProtocol) -> str:
@@ -117,6 +118,22 @@ def held_out_tables(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
         ):
             tables[path.stem] = data
     return tables
+
+
+def sft_record(run_dir: Path, cfg: Config) -> int:
+    """Gold trajectories of the run's SFT warm start: the ``sft.json`` that `searchrl demo` writes into its
+    run folder, or, for an experiment arm that started from the experiment's warm start (``init:
+    warm_start`` in ``OUT/spec.yaml``, the run at ``OUT/arms/<arm>/seed<s>``), ``OUT/warm_start/sft.json``;
+    else ``train.sft_examples``. 0 = none."""
+    record = run_dir / "sft.json"
+    out = run_dir.parent.parent.parent
+    if not record.is_file() and (out / "spec.yaml").is_file() and run_dir.parent.parent.name == "arms":
+        arms = (yaml.safe_load((out / "spec.yaml").read_text()) or {}).get("arms") or []
+        init = next((a.get("init", "warm_start") for a in arms if a.get("name") == run_dir.parent.name), None)
+        record = out / "warm_start" / "sft.json" if init == "warm_start" else record
+    if record.is_file():
+        return int(json.loads(record.read_text()).get("examples", 0))
+    return cfg.train.sft_examples
 
 
 def write_card_files(folder: Path, card: CardInputs) -> None:
@@ -240,7 +257,7 @@ def _recipe(card: CardInputs) -> str:
         f"- algorithm `{t.algorithm}`, reward `{reward}`, policy loss `{t.policy_loss}`, KL coefficient {t.kl_coef}",
         f"- {t.steps} RL steps planned (this is step {card.step}), {t.prompts_per_step} questions x {ro.group_size} "
         f"samples per step, lr {t.lr}, {weights}, seed {cfg.seed}",
-        f"- SFT warm start: {t.sft_examples} gold trajectories" if t.sft_examples else "- no SFT warm start",
+        f"- SFT warm start: {card.sft_examples} gold trajectories" if card.sft_examples else "- no SFT warm start",
         f"- training data `{cfg.data.train}`; base model `{cfg.model.path}` ({cfg.model.dtype})",
         f"- rollout budget: {ro.max_turns} turns, {ro.max_searches} searches, {ro.max_new_tokens} new tokens a turn, "
         f"{ro.max_context} tokens in all",

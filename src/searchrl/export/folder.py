@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrl.config import load_config
-from searchrl.export.card import CardInputs, held_out_tables, protocol_record, write_card_files
+from searchrl.export.card import CardInputs, held_out_tables, protocol_record, sft_record, write_card_files
 from searchrl.models import resolve_model_path
 from searchrl.trainer.checkpoint import checkpoint_dir, latest_checkpoint, load_trained_policy, load_weights
 from searchrl.utils import atomic_dir
@@ -70,6 +70,7 @@ def export_run(
         base_model={"model_path": cfg.model.path, "resolved_path": _absolute(resolved)},
         protocol=protocol_record(cfg.rollout.protocol, tok),
         tables=held_out_tables(run_dir),
+        sft_examples=sft_record(run_dir, cfg),
     )
     with atomic_dir(out) as tmp:
         if merged:
