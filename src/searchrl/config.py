@@ -162,11 +162,7 @@ class WatchdogConfig(Section):
     kl_max: float = Field(1.0, gt=0, description="Ceiling of actor/kl (when logged), nats per policy token.")
     length_factor: float = Field(3.0, gt=1, description="Largest factor rollout/response_tokens may rise by.")
     truncated_rise: float = Field(0.5, gt=0, le=1, description="Largest rise of rollout/truncated over its baseline.")
-    invalid_rise: float = Field(
-        1.0,
-        ge=0,
-        description="Largest rise of rollout/invalid (unparsable turns per sample) over its baseline (0 = off).",
-    )
+    invalid_rise: float = Field(1.0, ge=0, description="Largest rise of rollout/invalid over its baseline (0 = off).")
     reward_drop: float = Field(0.3, gt=0, description="Largest fall of the smoothed reward/mean below its best.")
 
 
