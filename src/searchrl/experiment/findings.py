@@ -16,7 +16,7 @@ import yaml
 
 from searchrl.audit import AUDIT_CHECKS, audit_row
 from searchrl.config import RolloutConfig
-from searchrl.data.protocols import PROTOCOLS
+from searchrl.data.protocols import PROTOCOLS, TagProtocol
 from searchrl.eval.manifest import NO_MANIFEST, Manifest, differences, load_manifest, manifest_table
 from searchrl.eval.paired import PairedRow, compare_arms, comparison_tables
 from searchrl.eval.rows import read_rows
@@ -236,17 +236,22 @@ def signals_section(signals: dict[str, dict[str, float]]) -> Section:
     return Section("Instability signals (mean over seeds)", tables=[Table(["arm", *keys], rows)])
 
 
-def audited(run: Path) -> tuple[list[dict[str, bool]], int]:
+def run_protocol(run: Path) -> TagProtocol | None:
+    """The tag protocol a run used, from its config.yaml (only that key is read: a config an older version
+    wrote need not validate); None without a config."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        return None
+    rollout = (yaml.safe_load(config.read_text()) or {}).get("rollout") or {}
+    return PROTOCOLS.get(rollout.get("protocol") or RolloutConfig().protocol)
+
+
+def audited(rows: list[dict[str, Any]], protocol: TagProtocol | None) -> tuple[list[dict[str, bool]], int]:
     """Each held-out row's behaviour audit, and how many were read back from the row's text because the
     row was written before rows carried one (:func:`searchrl.audit.audit_row`); rows with neither the
-    audit nor their text (or a run without its config) are left out."""
-    config = run / "config.yaml"  # only the protocol is read: a config an older version wrote need not validate
-    name = (
-        ((yaml.safe_load(config.read_text()) or {}).get("rollout") or {}).get("protocol") if config.is_file() else None
-    )
-    protocol = PROTOCOLS.get(name or RolloutConfig().protocol) if config.is_file() else None
+    audit nor their text (or without the run's protocol) are left out."""
     flags, late = [], 0
-    for r in read_rows(run / "eval/heldout.jsonl"):
+    for r in rows:
         if r.get("audit"):
             flags.append(r["audit"])
         elif protocol is not None and "spans" in r:
@@ -261,10 +266,12 @@ def audit_section(runs: dict[str, list[Path]]) -> Section:
     late = 0
     for name, ds in runs.items():
         flags: list[dict[str, bool]] = []
+        searches: list[float] = []
         for d in ds:
-            f, n = audited(d)
+            rows = read_rows(d / "eval/heldout.jsonl")
+            f, n = audited(rows, run_protocol(d))
             flags, late = flags + f, late + n
-        searches = [r["searches"] for d in ds for r in read_rows(d / "eval/heldout.jsonl") if "searches" in r]
+            searches += [r["searches"] for r in rows if "searches" in r]
         shares = [f"{np.mean([f.get(c, False) for f in flags]):.3f}" if flags else "–" for c in AUDIT_CHECKS]
         table.append([name, str(len(flags)), f"{np.mean(searches):.2f}" if searches else "–", *shares])
     text = "Shares of held-out answers (every seed) that each check of searchrl.audit flags."
