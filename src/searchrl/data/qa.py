@@ -116,12 +116,32 @@ def _hotpotqa(rec: Any) -> tuple[str, tuple[str, ...], Any, dict[str, Any]]:
     return _need(rec, "question", str), _answers([_need(rec, "answer", str)], "answer"), rec.get("_id"), meta
 
 
+def _decomposition(rec: Any) -> tuple[str, ...]:
+    """MuSiQue's single-hop sub-questions in order, each ``#k`` replaced by the k-th step's answer and
+    ``X >> relation`` read as ``X relation``: the searches a gold trajectory issues. Empty when the
+    record has no usable decomposition."""
+    steps = rec.get("question_decomposition")
+    if not isinstance(steps, list) or not steps:
+        return ()
+    if not all(isinstance(s, dict) and isinstance(s.get("question"), str) for s in steps):
+        return ()
+    answers = [str(s.get("answer", "")) for s in steps]
+    out = []
+    for step in steps:
+        text = step["question"]
+        for k in range(len(answers), 0, -1):  # #10 before #1
+            text = text.replace(f"#{k}", answers[k - 1])
+        out.append(" ".join(text.replace(" >> ", " ").split()))  # "X >> relation": a Wikidata-style step
+    return tuple(out)
+
+
 def _musique(rec: Any) -> tuple[str, tuple[str, ...], Any, dict[str, Any]]:
     aliases = rec.get("answer_aliases") or []
     paragraphs = _need(rec, "paragraphs", list)
     titles = tuple(p.get("title") for p in paragraphs if isinstance(p, dict) and p.get("is_supporting"))
     golds = _answers([_need(rec, "answer", str), *aliases], "answer")
-    return _need(rec, "question", str), golds, rec.get("id"), {"supporting_titles": titles}
+    meta = {"supporting_titles": titles, "decomposition": _decomposition(rec) or None}
+    return _need(rec, "question", str), golds, rec.get("id"), meta
 
 
 def _carried(rec: Any) -> dict[str, Any]:

@@ -134,10 +134,20 @@ def _fmt(v: float) -> str:
     return "–" if v != v else f"{v:+.3f}"  # NaN: not run
 
 
+def _where(spec: ExperimentSpec) -> str:
+    if spec.data is None:
+        return f"World seed {spec.world.seed}, size {spec.world.size}"
+    sources = ", ".join(
+        f"{s.label} (`{Path(s.questions).name}` over `{Path(s.corpus).name}`)" for s in spec.data.sources
+    )
+    return f"Real questions: {sources}, split by id {spec.data.splits}"
+
+
 def claims_section(spec: ExperimentSpec, verdicts: list[Verdict]) -> Section:
     """The lead: what was run, and each claim with its paired difference, interval and verdict."""
     text = (
-        f"World seed {spec.world.seed}, size {spec.world.size}; held-out: {spec.held_out.split} split, "
+        _where(spec)
+        + f"; held-out: {spec.held_out.split} split, "
         + ", ".join(f"{n} {k}" for k, n in spec.held_out.per_type.items())
         + f"; seeds {spec.seeds}; greedy evaluation; 95 % intervals by a {spec.bootstrap}-resample bootstrap over "
         "questions and seeds (paired over questions)."

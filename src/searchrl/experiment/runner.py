@@ -20,13 +20,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from searchrl.config import Config, apply_overrides, config_from_dict, load_config, save_config
+from searchrl.data.real import RealSource, real_world
 from searchrl.data.world import World, generate_world
 from searchrl.eval.manifest import eval_manifest
 from searchrl.eval.run import evaluate, write_results
@@ -79,10 +80,17 @@ class Experiment:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        world = generate_world(spec.world.seed, spec.world.size)  # type: ignore[arg-type]
+        if spec.data is None:
+            world = generate_world(spec.world.seed, spec.world.size)  # type: ignore[arg-type]
+            where = f"world seed {spec.world.seed} {spec.world.size}"
+        else:
+            sources = [RealSource(s.label, Path(s.questions), Path(s.corpus)) for s in spec.data.sources]
+            world, report = real_world(sources, spec.data.splits)
+            atomic_write_text(out / "data.json", json.dumps(asdict(report), indent=1))
+            where = f"real data {report.kept} ({report.dropped} dropped: passages not in the corpus)"
         split = world.questions[spec.held_out.split]
         held = [e for kind, n in spec.held_out.per_type.items() for e in pick(split, kind, n)]
-        log(f"world seed {spec.world.seed} {spec.world.size}: {len(world.passages)} passages; held-out {len(held)}")
+        log(f"{where}: {len(world.passages)} passages; held-out {len(held)}")
         return cls(spec, out, world, BM25Retriever.build(world.passages), held, log)
 
     # -- question sets ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ```yaml
 name: f1_f2_f3
-world: {seed: 1, size: medium}          # generated, indexed with BM25
+world: {seed: 1, size: medium}          # generated, indexed with BM25 (or `data:`, real questions, below)
 held_out: {split: test, per_type: {2hop: 100}}
 seeds: [0, 1, 2]
 config: {...}                            # a searchrl config tree shared by every arm (as in recipes/)
@@ -16,6 +16,10 @@ arms:
 claims:
   - {id: F1, before: warm, after: grpo, metric: em, direction: greater}
 ```
+
+``data:`` replaces the world with real questions over the corpora their passages come from
+(``searchrl.data.real``): ``{sources: [{label, questions, corpus}], splits: {train, dev, test}}``; the
+question types are the sources' labels.
 
 An arm starts from the base model, the shared warm start, or another arm's final checkpoint of the
 same seed (``init: <arm name>``, e.g. R1-Searcher's stage 2 from stage 1). An arm with ``steps: 0``
@@ -34,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
 from searchrl.data.world import SIZES
 
-__all__ = ["Arm", "Claim", "Curriculum", "ExperimentSpec", "load_spec"]
+__all__ = ["Arm", "Claim", "Curriculum", "DataSource", "ExperimentSpec", "RealData", "load_spec"]
 
 
 class _Strict(BaseModel):
@@ -46,9 +50,28 @@ class WorldSpec(_Strict):
     size: str = Field("medium", description=f"World size: {', '.join(SIZES)}.")
 
 
+class DataSource(_Strict):
+    label: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Question type its questions are grouped under.")
+    questions: str = Field(description="QA file (searchrl.data.qa formats); relative to the current folder.")
+    corpus: str = Field(description="The corpus its supporting passages come from (searchrl.retrieval.corpus).")
+
+
+class RealData(_Strict):
+    """Real questions over their own corpora instead of a generated world (searchrl.data.real)."""
+
+    sources: list[DataSource] = Field(min_length=1)
+    splits: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.3, "dev": 0.2, "test": 0.5},
+        description="Fractions per split, cut by a hash of the question id (test first, then dev).",
+    )
+
+
 class HeldOut(_Strict):
     split: Literal["train", "dev", "test"] = Field("test", description="Split the held-out questions come from.")
     per_type: dict[str, int] = Field(description="Questions per type, e.g. {2hop: 100} (the first n of the split).")
+    calibration_per_type: dict[str, int] | None = Field(
+        None, description="per_type of the dev calibration when dev is smaller than the split (real data)."
+    )
 
 
 class WarmStart(_Strict):
@@ -102,6 +125,7 @@ class Claim(_Strict):
 class ExperimentSpec(_Strict):
     name: str
     world: WorldSpec = Field(default_factory=WorldSpec)
+    data: RealData | None = Field(None, description="Real questions and corpora; replaces `world`.")
     held_out: HeldOut
     seeds: list[int] = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict, description="Config tree shared by every arm.")
@@ -114,8 +138,20 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
+        if self.data is not None and "world" in self.model_fields_set:
+            raise ValueError("give either `world` (a generated world) or `data` (real questions), not both")
         if self.world.size not in SIZES:
             raise ValueError(f"world.size '{self.world.size}' is not one of {', '.join(SIZES)}")
+        if self.data is not None:  # the question types are the sources' labels
+            labels = {src.label for src in self.data.sources}
+            named = {
+                "held_out.per_type": set(self.held_out.per_type),
+                "rl_types": set(self.rl_types),
+                "warm_start.per_type": set(self.warm_start.per_type) if self.warm_start else set(),
+            }
+            for where, kinds in named.items():
+                if kinds - labels:
+                    raise ValueError(f"{where} names {sorted(kinds - labels)}; the data's labels are {sorted(labels)}")
         seen: set[str] = set()
         for arm in self.arms:
             if arm.name in seen or arm.name in ("base", "warm_start"):
@@ -135,7 +171,8 @@ class ExperimentSpec(_Strict):
 
     def for_calibration(self) -> ExperimentSpec:
         """The same experiment on the dev split with the first seed: where settings are picked."""
-        held = self.held_out.model_copy(update={"split": "dev"})
+        per_type = self.held_out.calibration_per_type or self.held_out.per_type
+        held = self.held_out.model_copy(update={"split": "dev", "per_type": per_type})
         return self.model_copy(update={"name": f"{self.name}_dev", "held_out": held, "seeds": self.seeds[:1]})
 
     def arm(self, name: str) -> Arm:
