@@ -25,6 +25,9 @@ prints one table and the ratio lines. Files go in a scratch folder outside the r
   top 10 with ties broken by lowest row) and recall@10 (ties count as hits). Queries with no indexed
   word are left out (every engine returns score-0 rows for them).
 
+Each finished step of ``all`` is kept in the scratch folder (``result.<step>.json``), so an interrupted
+run resumes where it stopped; ``--fresh`` measures every step again.
+
 Usage (niced, when nothing else holds the CPU):
   python benchmarks/retrieval_bm25_engines.py all --n 2000000
   python benchmarks/retrieval_bm25_engines.py all --n 5000 --scratch /tmp/bm25_engines_check  # a check
@@ -272,6 +275,19 @@ def run(args: argparse.Namespace, *step: str) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def kept(args: argparse.Namespace, name: str, measure: Any) -> Any:
+    """A step's result from ``<scratch>/result.<name>.json`` when an earlier ``all`` finished it (an
+    interrupted run resumes at the first unfinished step; delete the files, or use --fresh, to measure
+    everything again), else measured now and saved."""
+    path = args.scratch / f"result.{name}.json"
+    if path.exists() and not args.fresh:
+        print(f"-- {name}: kept from {path}", file=sys.stderr, flush=True)
+        return json.loads(path.read_text())
+    value = measure()
+    path.write_text(json.dumps(value))
+    return value
+
+
 def run_all(args: argparse.Namespace) -> None:
     corpus, saved = args.scratch / "corpus.jsonl", {s: args.scratch / f"{s}.json" for s in ("build", "tantivy")}
     if not corpus.exists():
@@ -282,12 +298,12 @@ def run_all(args: argparse.Namespace) -> None:
         if not path.exists():
             path.write_text(json.dumps(run(args, step)))
     build, tv = (json.loads(path.read_text()) for path in saved.values())
-    res = {e: run(args, "engine", e) for e in ENGINE_NAMES}
+    res = {e: kept(args, f"engine.{e}", lambda e=e: run(args, "engine", e)) for e in ENGINE_NAMES}
     for e in ENGINE_NAMES:
-        res[e]["qps_2cores"] = two_cores(args, e)
+        res[e]["qps_2cores"] = kept(args, f"pair.{e}", lambda e=e: two_cores(args, e))
         if not args.no_serve:
-            res[e].update(run(args, "serve", e))
-    agree = run(args, "agree")
+            res[e].update(kept(args, f"serve.{e}", lambda e=e: run(args, "serve", e)))
+    agree = kept(args, "agree", lambda: run(args, "agree"))
     print(json.dumps({"build": build, "tantivy": tv, "engines": res, "agree": agree}, indent=2))
     n = build["passages"]
     counts = {label: agree[f"numba/{label}/k1=1.5"]["queries"] for label in ("generated", "nq")}
@@ -334,6 +350,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3, help="top-k of the timed searches (agreement uses 10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-serve", action="store_true", help="skip the searchrl serve measurement")
+    ap.add_argument("--fresh", action="store_true", help="measure every step again (builds stay kept)")
     args = ap.parse_args()
     corpus, index, s = args.scratch / "corpus.jsonl", args.scratch / "index", args.scratch
     result: dict[str, Any] | None = None
