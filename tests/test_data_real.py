@@ -149,3 +149,64 @@ def test_findings_lead_names_the_real_sources(raw_data: Path, tmp_path: Path) ->
     text = claims_section(load_spec(path), []).text
     assert "Real questions: hotpotqa (`hotpotqa_train.json` over `hotpotqa_train_corpus.json`)" in text
     assert "World seed" not in text
+
+
+@pytest.mark.slow
+def test_real_data_experiment_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`searchrl experiment` on a `data:` file: warm start from gold searches, one RL step, the base
+    model's RAG, rows grouped by the source's label, and a findings page that names the sources. Slow
+    tier: the world's end-to-end run (tests/test_experiment.py) covers the same runner in the default tier,
+    and test_experiment_prepared_on_real_questions what `data:` changes in it."""
+    import subprocess
+    import sys
+
+    people = [("Ana Vel", "Porto"), ("Bo Lund", "Oslo"), ("Cy Marr", "Lima"), ("Di Sato", "Kyoto"), ("Ed Roe", "Cork")]
+    corpus = [{"title": n, "text": f"{n} was born in {c}."} for n, c in people]
+    corpus += [{"title": c, "text": f"{c} is a city."} for _, c in people]
+    records = [
+        {"_id": f"q{i}", "question": f"Where was {n} born?", "answer": c, "supporting_facts": [[n, 0], [c, 0]]}
+        for i, (n, c) in enumerate(people * 2)
+    ]
+    for i, rec in enumerate(records):
+        rec["_id"] = f"q{i}"
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus))
+    (tmp_path / "qa.json").write_text(json.dumps(records))
+    spec = {
+        "name": "real_smoke",
+        "data": {
+            "sources": [
+                {"label": "toy", "questions": str(tmp_path / "qa.json"), "corpus": str(tmp_path / "corpus.json")}
+            ],
+            "splits": {"train": 0.6, "test": 0.4},
+        },
+        "held_out": {"split": "test", "per_type": {"toy": 4}},
+        "seeds": [0],
+        "config": {
+            "model": {"path": str(tiny_model_dir)},
+            "rollout": {"max_new_tokens": 6, "max_turns": 2, "group_size": 2},
+            "train": {"prompts_per_step": 2, "mini_batch": 4, "micro_batch": 2, "lora_r": 4, "reward": "f1"},
+        },
+        "warm_start": {"per_type": {"toy": 2}},
+        "rl_types": ["toy"],
+        "arms": [
+            {"name": "base_rag", "init": "base", "method": "rag"},
+            {"name": "warm", "steps": 0},
+            {"name": "rl", "steps": 1},
+        ],
+        "claims": [{"id": "F7", "before": "warm", "after": "rl", "metric": "f1"}],
+        "bootstrap": 200,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "searchrl.cli", "experiment", str(path), "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for arm in ("base_rag", "warm", "rl"):
+        rows = [
+            json.loads(x) for x in (out / "arms" / arm / "seed0" / "eval" / "heldout.jsonl").read_text().splitlines()
+        ]
+        assert len(rows) == 4 and {r["group"] for r in rows} == {"toy"}
+    assert json.loads((out / "data.json").read_text())["kept"] == {"toy": {"train": 6, "dev": 0, "test": 4}}
+    assert json.loads((out / "warm_start" / "sft.json").read_text())["examples"] == 2
+    assert "Real questions: toy (`qa.json` over `corpus.json`)" in (out / "findings.md").read_text()
