@@ -16,7 +16,7 @@ import argparse
 import time
 
 from searchrl.data.world import generate_world
-from searchrl.eval.run import evaluate
+from searchrl.eval.run import EVAL_BATCH, evaluate
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rollout.build import build_rollout
 from searchrl.rollout.hf import HFGenerator
@@ -63,6 +63,7 @@ def main() -> None:
         )
     best = max(rates, key=lambda k: rates[k])
     print(f"Eval batch size fastest on this machine: {best} ({rates[best]:.3f} questions/s)")
+    print(f"searchrl.eval.run.EVAL_BATCH today: {EVAL_BATCH} (set it to the fastest size to make that the default)")
 
 
 if __name__ == "__main__":

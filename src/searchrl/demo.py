@@ -160,7 +160,6 @@ def run_demo(
                     method,  # type: ignore[arg-type]
                     questions,
                     build_rollout(cfg, HFGenerator(policy, tok), retriever, tok),
-                    batch_size=16,
                     progress=lambda n: advance(n, ""),
                     waits=waits,
                 )

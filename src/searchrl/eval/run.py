@@ -36,6 +36,9 @@ _MUSIQUE_ID = re.compile(r"^(\d+)hop\d*__")
 METHODS: tuple[Method, ...] = ("direct", "cot", "rag", "agent")
 
 
+EVAL_BATCH = 16  # questions per greedy batch everywhere (benchmarks/eval_batch.py measures others)
+
+
 @dataclass(frozen=True)
 class EvalRow:
     id: str
@@ -122,7 +125,7 @@ def evaluate(
     examples: Sequence[QAExample],
     engine: RolloutEngine,
     *,
-    batch_size: int = 16,
+    batch_size: int = EVAL_BATCH,
     progress: Callable[[int], None] | None = None,
     waits: dict[str, list[float]] | None = None,
 ) -> list[EvalRow]:

@@ -284,7 +284,7 @@ class Experiment:
         t_train = time.perf_counter() - t0
         engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
         waits: dict[str, list[float]] = {}
-        rows = evaluate(arm.method, self.held_out, engine, batch_size=16, waits=waits)
+        rows = evaluate(arm.method, self.held_out, engine, waits=waits)
         # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
         ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
         manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt)
