@@ -1,4 +1,4 @@
-"""BM25 engines side by side (numba, numpy, tantivy) on the generated corpus of ``retrieval_scale_bm25.py``.
+"""BM25 engines side by side (numba, numpy, sparse, tantivy) on the generated corpus of ``retrieval_scale_bm25.py``.
 
 ``all`` runs every step below in order, each a fresh process so its peak RSS (``VmHWM``) is its own, then
 prints one table and the ratio lines. Files go in a scratch folder outside the repository.
@@ -53,7 +53,7 @@ from retrieval_scale_bm25 import generate, sample_queries
 from retrieval_scale_common import RAW, gib, proc_kib, query_load, served
 
 SCRATCH = Path("/tmp/searchrl_bm25_engines")
-ENGINE_NAMES = ("numba", "numpy", "tantivy")
+ENGINE_NAMES = ("numba", "numpy", "sparse", "tantivy")
 NQ = RAW / "nq/RUC-NLPIR__FlashRAG/test.jsonl"
 HOTPOT = RAW / "hotpotqa/OSU-NLP-Group__HippoRAG/hotpotqa_train.json"
 MIXED = RAW / "multi/GAIR-NLP__DeepResearcher/test.parquet"  # 512 questions of each source
@@ -326,7 +326,13 @@ def run_all(args: argparse.Namespace) -> None:
     if not args.no_serve:
         top = max(ENGINE_NAMES, key=lambda e: res[e]["qps_server"])
         print(f"BM25 queries/s through the server over {n:,} passages: {res[top]['qps_server']} ({top}; goal >= 300)")
-    for a_, b_ in (("numba", "numpy"), ("tantivy", "numpy"), ("numba", "tantivy")):
+    for a_, b_ in (
+        ("numba", "numpy"),
+        ("sparse", "numba"),
+        ("sparse", "numpy"),
+        ("tantivy", "numpy"),
+        ("sparse", "tantivy"),
+    ):
         ratio = res[a_]["qps_1core_generated"] / res[b_]["qps_1core_generated"]
         print(f"ratio {a_} / {b_}, one core: {ratio:.1f}x")
     for e in ENGINE_NAMES:

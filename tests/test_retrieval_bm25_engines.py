@@ -1,4 +1,4 @@
-"""BM25 engines (numba, numpy, tantivy) against an exhaustive float64 BM25 on 1,000 real wiki-18 passages,
+"""BM25 engines (numba, numpy, sparse, tantivy) against an exhaustive float64 BM25 on 1,000 real wiki-18 passages,
 index folders written before the engines existed, the engine switch of the config, and de-duplication.
 
 Tolerances. numba and numpy sum the same float32 terms in the same order, so their scores are bitwise
@@ -81,7 +81,7 @@ def rows_and_scores(retriever: BM25Retriever, passages: list[Passage], queries: 
     return [([row_of[p.id] for p in r], [p.score for p in r]) for r in retriever.search(queries, K)]
 
 
-@pytest.mark.parametrize("name", ["numba", "numpy"])
+@pytest.mark.parametrize("name", ["numba", "numpy", "sparse"])
 def test_bm25s_engines_are_exact_up_to_ties(
     name: str, engines: dict[str, BM25Retriever], wiki: list[Passage], queries: list[str], reference: list[Any]
 ) -> None:
@@ -100,6 +100,61 @@ def test_numba_and_numpy_scores_are_bitwise_equal(engines: dict[str, BM25Retriev
     for a, b in zip(numba, numpy, strict=True):
         differ = {p.id for p in a} ^ {p.id for p in b}
         assert {p.score for p in a + b if p.id in differ} <= {a[-1].score}  # only ties at the k-th score
+
+
+def dense_float32(engine: Bm25sEngine, words: Sequence[str]) -> np.ndarray:
+    """Every passage's float32 score for ``words``, the terms added in query order (the other backends' sum)."""
+    s = engine.model.scores
+    scores = np.zeros(engine.n_docs, s["data"].dtype)
+    for w in words:
+        if w in engine._vocab:
+            t = engine._vocab[w]
+            np.add.at(
+                scores,
+                s["indices"][s["indptr"][t] : s["indptr"][t + 1]],
+                s["data"][s["indptr"][t] : s["indptr"][t + 1]],
+            )
+    return scores
+
+
+def test_sparse_is_the_dense_scores_top_k_with_lowest_row_ties(
+    engines: dict[str, BM25Retriever], wiki: list[Passage], queries: list[str]
+) -> None:
+    """sparse touches only the query's postings, yet returns exactly the dense float32 ranking's first k
+    (score descending, then row ascending), with bitwise the numba engine's scores."""
+    sparse, numba = engines["sparse"], engines["numba"]
+    assert isinstance(sparse.engine, Bm25sEngine)
+    got = rows_and_scores(sparse, wiki, queries)
+    for (rows, scores), words in zip(got, tokenize(queries), strict=True):
+        dense = dense_float32(sparse.engine, words)
+        order = np.lexsort((np.arange(len(dense)), -dense))[:K]
+        assert rows == order.tolist() and scores == dense[order].tolist()
+    assert [s for _, s in got] == [s for _, s in rows_and_scores(numba, wiki, queries)]
+
+
+def test_sparse_fills_short_lists_and_keeps_its_buffers_per_thread(wiki: list[Passage]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bm25 = BM25Retriever.build(wiki, engine="sparse")
+    rare = wiki[7].title  # a title: few passages share its words
+    rows, scores = bm25.engine.top_k(tokenize([rare]), len(wiki))
+    touched = int((scores[0] > 0).sum())
+    assert 0 < touched < len(wiki) and (scores[0][touched:] == 0).all()
+    assert rows[0][touched:].tolist() == sorted(set(range(len(wiki))) - set(rows[0][:touched].tolist()))
+    qs = [p.title for p in wiki[:200]]
+    alone = [bm25.search([q], K) for q in qs]
+    with ThreadPoolExecutor(4) as pool:  # the kernel releases the GIL; each thread scores into its own buffers
+        together = list(pool.map(lambda q: bm25.search([q], K), qs))
+    assert together == alone
+
+
+def test_sparse_refuses_a_method_with_non_positive_or_non_occurrence_scores(wiki: list[Passage]) -> None:
+    import bm25s
+
+    model = bm25s.BM25(method="bm25l")
+    model.index(tokenize(passage_texts(wiki[:50])), show_progress=False)
+    with pytest.raises(RetrievalError, match="method 'bm25l'"):
+        Bm25sEngine(model, "sparse")
 
 
 def test_tantivy_recall_against_exhaustive_bm25(
@@ -197,7 +252,7 @@ def test_build_folder_with_tantivy_and_index_ids(wiki: list[Passage], tmp_path: 
     write_store(wiki[:100], tmp_path / STORE_FILE, dedupe=False)
     BM25Retriever.build_folder(PassageStore(tmp_path / STORE_FILE), tmp_path, stem=False, engines=("tantivy",))
     loaded = {name: BM25Retriever.load(tmp_path, engine=name) for name in ENGINES}
-    assert len({r.index_id for r in loaded.values()}) == 3  # the engine is part of what answers
+    assert len({r.index_id for r in loaded.values()}) == len(ENGINES)  # the engine is part of what answers
     assert BM25Retriever.load(tmp_path, engine="tantivy").index_id == loaded["tantivy"].index_id  # stable
     assert BM25Retriever.build(wiki[:100]).index_id != BM25Retriever.build(wiki[:100]).index_id  # in memory
     assert loaded["numba"].with_engine("tantivy").index_id == loaded["tantivy"].index_id

@@ -68,7 +68,8 @@ class RetrievalConfig(Section):
     shard_size: int = Field(50_000, ge=1, description="Passages per encoding shard (the unit of resume).")
     recall_queries: int = Field(256, ge=1, description="Sample queries for the build's recall@10 vs exact search.")
     bm25_engine: BM25Engine = Field(
-        DEFAULT_BM25_ENGINE, description="BM25 scorer (searchrl.retrieval.bm25_engines): numba, numpy or tantivy."
+        DEFAULT_BM25_ENGINE,
+        description="BM25 scorer (searchrl.retrieval.bm25_engines): numba, numpy, sparse or tantivy.",
     )
     mmap: bool = Field(True, description="Memory-map BM25 arrays and faiss codes when loading an index folder.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant of kind=hybrid.")

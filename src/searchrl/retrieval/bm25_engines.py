@@ -6,6 +6,7 @@ engine     files       scores
 =========  ==========  =====================================================================================
 numba      ``bm25/``   bm25s's precomputed Lucene BM25 (float32), summed per query by bm25s's numba kernel
 numpy      ``bm25/``   the same scores summed by numpy (bm25s's default backend; what searchrl used before)
+sparse     ``bm25/``   the same scores, summed only over the passages the query's terms occur in (ours)
 tantivy    ``tantivy/`` tantivy's own BM25 over the same tokens (:mod:`searchrl.retrieval.bm25_tantivy`)
 =========  ==========  =====================================================================================
 
@@ -16,6 +17,16 @@ Exactly tied scores are common (passages of equal length with the same term coun
 the two overlap below 1 at top 10 though both are exact BM25; ties are a property of BM25, not an error
 of either. A query with no indexed word gets the first ``k`` rows with score 0 from every engine.
 
+bm25s's kernels score a query into a dense array of every passage and then scan all of it for the top k,
+so each query costs O(passages) however rare its words: at 2M passages that scan is most of a query's
+time. ``sparse`` runs term at a time over the same arrays into an accumulator that only the query's
+postings touch (kept per thread and reset after each query), then picks the top k among the touched
+passages: O(postings of the query's terms). Its scores are bitwise those of numba and numpy (the same
+float32 terms added in the same order); it breaks ties at the k-th score by the lowest row, so its top k
+equals exhaustive BM25's with that tie rule, and passages no term touches (score 0) fill a short list
+lowest row first. It needs every term score to be positive, which Lucene's BM25 guarantees (the method
+searchrl builds); bm25s's other methods are refused by name.
+
 bm25s compiles its numba kernel with no disk cache, about 5 s per process and array type; we compile the
 same kernel with ``cache=True`` (numba's cache, beside bm25s's source or in numba's user cache), so only
 the first process pays.
@@ -24,6 +35,7 @@ the first process pays.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +46,8 @@ import numpy as np
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25_tantivy import TANTIVY_DIR, TantivyEngine
 
-BM25Engine = Literal["numba", "numpy", "tantivy"]
+BM25Engine = Literal["numba", "numpy", "sparse", "tantivy"]
+Bm25sBackend = Literal["numba", "numpy", "sparse"]
 DEFAULT_BM25_ENGINE: BM25Engine = "numba"  # the retrieval.bm25_engine default; see docs/benchmarks.md
 BM25S_DIR = "bm25"
 
@@ -82,16 +95,22 @@ class Bm25sEngine:
     """bm25s's score matrix (``bm25/``), summed by ``backend`` (numba or numpy); ``n_threads`` > 1
     spreads a batch's queries over threads (numba) or a thread pool (numpy)."""
 
-    def __init__(self, model: Any, backend: Literal["numba", "numpy"], n_threads: int = 0) -> None:
+    def __init__(self, model: Any, backend: Bm25sBackend, n_threads: int = 0) -> None:
         self.model = model
         self.name: BM25Engine = backend
         self.n_threads = n_threads
         self.n_docs = int(model.scores["num_docs"])
         self._vocab: dict[str, int] = model.vocab_dict
+        self._buffers = threading.local()  # sparse: each thread's accumulator and touched list
+        if backend == "sparse" and (model.method != "lucene" or model.nonoccurrence_array is not None):
+            raise RetrievalError(
+                f"retrieval.bm25_engine=sparse needs Lucene BM25 (positive term scores, no non-occurrence "
+                f"score); this index was built with method '{model.method}': use numba or numpy"
+            )
 
     @classmethod
     def build(
-        cls, tokens: list[list[str]], backend: Literal["numba", "numpy"], *, k1: float, b: float, n_threads: int = 0
+        cls, tokens: list[list[str]], backend: Bm25sBackend, *, k1: float, b: float, n_threads: int = 0
     ) -> Bm25sEngine:
         import bm25s
 
@@ -100,9 +119,7 @@ class Bm25sEngine:
         return cls(model, backend, n_threads)
 
     @classmethod
-    def load(
-        cls, directory: Path, backend: Literal["numba", "numpy"], *, mmap: bool, n_threads: int = 0
-    ) -> Bm25sEngine:
+    def load(cls, directory: Path, backend: Bm25sBackend, *, mmap: bool, n_threads: int = 0) -> Bm25sEngine:
         import bm25s
 
         if not (directory / BM25S_DIR / "params.index.json").is_file():
@@ -114,7 +131,7 @@ class Bm25sEngine:
         model = bm25s.BM25.load(str(directory / BM25S_DIR), mmap=mmap, show_progress=False, backend="numpy")
         return cls(model, backend, n_threads)
 
-    def with_backend(self, backend: Literal["numba", "numpy"]) -> Bm25sEngine:
+    def with_backend(self, backend: Bm25sBackend) -> Bm25sEngine:
         """The same arrays summed by another backend (no reload)."""
         return Bm25sEngine(self.model, backend, self.n_threads)
 
@@ -127,7 +144,7 @@ class Bm25sEngine:
         rows, scores = _empty_rows(len(ids), k)
         known = [i for i, q in enumerate(ids) if q]  # bm25s cannot take a query with no token
         if known:
-            run = self._numba if self.name == "numba" else self._numpy
+            run = {"numba": self._numba, "numpy": self._numpy, "sparse": self._sparse}[self.name]
             rows[known], scores[known] = run([ids[i] for i in known], k)
         return rows, scores
 
@@ -136,6 +153,16 @@ class Bm25sEngine:
             ids, k=k, show_progress=False, n_threads=self.n_threads, backend_selection="numpy"
         )
         return docs, scores
+
+    def _sparse(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        s, buf = self.model.scores, self._buffers
+        if getattr(buf, "acc", None) is None:
+            buf.acc = np.zeros(self.n_docs, s["data"].dtype)  # the dtype the other backends add in
+            buf.touched = np.zeros(self.n_docs, np.int64)
+        pointers = np.cumsum([0] + [len(q) for q in ids], dtype=np.int64)
+        flat = np.concatenate(ids).astype(np.int64)
+        rows, scores = _sparse_kernel()(flat, pointers, k, s["data"], s["indptr"], s["indices"], buf.acc, buf.touched)
+        return rows, scores
 
     def _numba(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
         from numba import get_num_threads, set_num_threads
@@ -156,6 +183,67 @@ class Bm25sEngine:
         return docs, scores
 
 
+def _sparse_top_k(
+    flat: np.ndarray,
+    pointers: np.ndarray,
+    k: int,
+    data: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    acc: np.ndarray,
+    touched: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Term-at-a-time top ``k`` per query (see the module docstring); compiled by :func:`_sparse_kernel`.
+    ``acc`` (float32 zeros, one per passage) and ``touched`` (one int per passage) are scratch buffers,
+    left as they came."""
+    n_queries = len(pointers) - 1
+    out_rows = np.zeros((n_queries, k), np.int64)
+    out_scores = np.zeros((n_queries, k), np.float32)
+    for qi in range(n_queries):
+        n_touched = 0
+        for j in range(pointers[qi], pointers[qi + 1]):
+            term = flat[j]
+            for p in range(indptr[term], indptr[term + 1]):
+                doc = indices[p]
+                if acc[doc] == 0:
+                    touched[n_touched] = doc
+                    n_touched += 1
+                acc[doc] += data[p]
+        rows, scores = out_rows[qi], out_scores[qi]
+        filled = 0
+        for i in range(n_touched):  # insertion into the best-first list; ties: the lower row first
+            doc = touched[i]
+            score = acc[doc]
+            if filled == k and (score < scores[k - 1] or (score == scores[k - 1] and doc > rows[k - 1])):
+                continue
+            pos = filled if filled < k else k - 1
+            while pos > 0 and (scores[pos - 1] < score or (scores[pos - 1] == score and rows[pos - 1] > doc)):
+                rows[pos] = rows[pos - 1]
+                scores[pos] = scores[pos - 1]
+                pos -= 1
+            rows[pos] = doc
+            scores[pos] = score
+            if filled < k:
+                filled += 1
+        row = 0
+        while filled < k:  # fewer passages touched than k: score-0 rows, lowest first
+            if acc[row] == 0:
+                rows[filled] = row
+                scores[filled] = 0
+                filled += 1
+            row += 1
+        for i in range(n_touched):
+            acc[touched[i]] = 0
+    return out_rows, out_scores
+
+
+@functools.cache
+def _sparse_kernel() -> Any:
+    from numba import njit
+
+    return njit(nogil=True, cache=True)(_sparse_top_k)
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """How an engine is loaded from an index folder and built in memory."""
@@ -165,7 +253,7 @@ class EngineSpec:
     build: Callable[[list[list[str]], float, float, int], Engine]  # (tokens per passage, k1, b, n_threads)
 
 
-def _bm25s_spec(backend: Literal["numba", "numpy"]) -> EngineSpec:
+def _bm25s_spec(backend: Bm25sBackend) -> EngineSpec:
     return EngineSpec(
         folder=BM25S_DIR,
         load=lambda directory, mmap, n_threads: Bm25sEngine.load(directory, backend, mmap=mmap, n_threads=n_threads),
@@ -176,6 +264,7 @@ def _bm25s_spec(backend: Literal["numba", "numpy"]) -> EngineSpec:
 ENGINES: dict[BM25Engine, EngineSpec] = {
     "numba": _bm25s_spec("numba"),
     "numpy": _bm25s_spec("numpy"),
+    "sparse": _bm25s_spec("sparse"),
     "tantivy": EngineSpec(
         folder=TANTIVY_DIR,
         load=lambda directory, mmap, n_threads: TantivyEngine.load(directory),
