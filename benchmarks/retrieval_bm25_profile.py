@@ -47,8 +47,7 @@ def profile(retriever: Any, queries: list[str], k: int) -> dict[str, float]:
             ids = [[engine._vocab[w] for w in words if w in engine._vocab] for words in tokens]
             t3 = time.perf_counter()
             if ids[0]:
-                run = {"numba": engine._numba, "numpy": engine._numpy, "sparse": engine._sparse}[engine.name]
-                rows, scores = run(ids, k)
+                rows, scores = engine.score_ids(ids, k)
             else:
                 rows, scores = engine.top_k(tokens, k)
         else:

@@ -144,9 +144,13 @@ class Bm25sEngine:
         rows, scores = _empty_rows(len(ids), k)
         known = [i for i, q in enumerate(ids) if q]  # bm25s cannot take a query with no token
         if known:
-            run = {"numba": self._numba, "numpy": self._numpy, "sparse": self._sparse}[self.name]
-            rows[known], scores[known] = run([ids[i] for i in known], k)
+            rows[known], scores[known] = self.score_ids([ids[i] for i in known], k)
         return rows, scores
+
+    def score_ids(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of queries given as vocabulary ids, each with at least one, by this backend."""
+        run = {"numba": self._numba, "numpy": self._numpy, "sparse": self._sparse}[self.name]
+        return run(ids, k)
 
     def _numpy(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
         docs, scores = self.model.retrieve(
