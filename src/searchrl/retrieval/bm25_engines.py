@@ -24,7 +24,9 @@ postings touch (kept per thread and reset after each query), then picks the top 
 passages: O(postings of the query's terms). Its scores are bitwise those of numba and numpy (the same
 float32 terms added in the same order); it breaks ties at the k-th score by the lowest row, so its top k
 equals exhaustive BM25's with that tie rule, and passages no term touches (score 0) fill a short list
-lowest row first. It needs every term score to be positive, which Lucene's BM25 guarantees (the method
+lowest row first. It skips the posting lists of common words when they can no longer change the top k
+(MaxScore, exact: :mod:`searchrl.retrieval.bm25_maxscore`; ``engine.prune = False`` turns it off). It
+needs every term score to be positive, which Lucene's BM25 guarantees (the method
 searchrl builds); bm25s's other methods are refused by name.
 
 bm25s compiles its numba kernel with no disk cache, about 5 s per process and array type; we compile the
@@ -43,6 +45,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from searchrl.retrieval import bm25_maxscore as maxscore
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25_tantivy import TANTIVY_DIR, TantivyEngine
 
@@ -102,6 +105,9 @@ class Bm25sEngine:
         self.n_docs = int(model.scores["num_docs"])
         self._vocab: dict[str, int] = model.vocab_dict
         self._buffers = threading.local()  # sparse: each thread's accumulator and touched list
+        self.prune = True  # sparse: MaxScore pruning (bm25_maxscore), where the postings allow it
+        self._bounds: np.ndarray | None = None  # sparse: each term's largest score; empty if unsorted postings
+        self._bounds_lock = threading.Lock()
         if backend == "sparse" and (model.method != "lucene" or model.nonoccurrence_array is not None):
             raise RetrievalError(
                 f"retrieval.bm25_engine=sparse needs Lucene BM25 (positive term scores, no non-occurrence "
@@ -133,7 +139,9 @@ class Bm25sEngine:
 
     def with_backend(self, backend: Bm25sBackend) -> Bm25sEngine:
         """The same arrays summed by another backend (no reload)."""
-        return Bm25sEngine(self.model, backend, self.n_threads)
+        engine = Bm25sEngine(self.model, backend, self.n_threads)
+        engine._bounds = self._bounds
+        return engine
 
     @property
     def params(self) -> dict[str, Any]:
@@ -165,8 +173,23 @@ class Bm25sEngine:
             buf.touched = np.zeros(self.n_docs, np.int64)
         pointers = np.cumsum([0] + [len(q) for q in ids], dtype=np.int64)
         flat = np.concatenate(ids).astype(np.int64)
-        rows, scores = _sparse_kernel()(flat, pointers, k, s["data"], s["indptr"], s["indices"], buf.acc, buf.touched)
+        arrays = (s["data"], s["indptr"], s["indices"])
+        bounds = self.term_bounds() if self.prune else None
+        if bounds is not None and len(bounds):
+            rows, scores, _ = maxscore.kernels()["top_k"](flat, pointers, k, *arrays, bounds, buf.acc, buf.touched)
+            return rows, scores
+        rows, scores = _sparse_kernel()(flat, pointers, k, *arrays, buf.acc, buf.touched)
         return rows, scores
+
+    def term_bounds(self) -> np.ndarray:
+        """Each term's largest score (MaxScore's bounds), computed once per index; empty when the
+        postings are not in ascending row order (then sparse sums every posting, unpruned)."""
+        with self._bounds_lock:
+            if self._bounds is None:
+                s, kern = self.model.scores, maxscore.kernels()
+                ok = kern["sorted"](s["indptr"], s["indices"])
+                self._bounds = kern["bounds"](s["data"], s["indptr"]) if ok else np.zeros(0)
+            return self._bounds
 
     def _numba(self, ids: list[list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
         from numba import get_num_threads, set_num_threads

@@ -1,0 +1,179 @@
+"""Exact top-k BM25 with MaxScore-style pruning, term at a time, for the ``sparse`` engine.
+
+Every term has an upper bound: the largest score it gives any passage (its posting list's maximum). The
+query's terms are summed rarest first (highest bound first) into an accumulator, as in
+:func:`~searchrl.retrieval.bm25_engines._sparse_top_k`. Before the next term, with ``theta`` the k-th best
+partial score so far and ``rest`` the sum of the bounds of the terms not yet summed:
+
+* a passage no summed term touched scores at most ``rest``, so once ``theta > rest`` it cannot reach the
+  top k, and the long posting lists of the common terms left need not be read;
+* a touched passage whose partial score plus ``rest`` stays below ``theta`` cannot either.
+
+The passages left (the candidates) are then scored in full, in the query's own term order, by binary search
+in each term's posting list (doc ids ascending, which every bm25s builder and searchrl's streaming builder
+write; :func:`postings_sorted` checks it once per index). Summing in the query's order makes the scores
+bitwise those of the exhaustive engines (the same float32 terms added in the same order; absent terms add
+nothing), and the k best with ties broken by the lowest row equal exhaustive BM25's top k.
+
+Comparisons against ``theta`` keep a margin (:data:`MARGIN`, relative) far above float32's rounding of a
+sum of a few dozen terms, so rounding can only add candidates, never drop one. Pruning stops being
+tried when the candidates' binary searches would cost more than reading the lists left.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+MARGIN = 1e-4  # relative; float32 sums of <= 64 terms are off by < 64 * 6e-8
+
+
+def _term_bounds(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """The largest score of each term's postings (0 for an empty list), float64."""
+    n = len(indptr) - 1
+    out = np.zeros(n, np.float64)
+    for t in range(n):
+        best = 0.0
+        for p in range(indptr[t], indptr[t + 1]):
+            if data[p] > best:
+                best = data[p]
+        out[t] = best
+    return out
+
+
+def _sorted_postings(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    for t in range(len(indptr) - 1):
+        for p in range(indptr[t] + 1, indptr[t + 1]):
+            if indices[p] <= indices[p - 1]:
+                return False
+    return True
+
+
+def _maxscore_top_k(
+    flat: np.ndarray,
+    pointers: np.ndarray,
+    k: int,
+    data: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    bounds: np.ndarray,
+    acc: np.ndarray,
+    touched: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows [Q, k], scores [Q, k], postings read per query [Q]); ``acc`` and ``touched`` are scratch
+    buffers (float32 zeros and ints, one per passage), left as they came."""
+    n_queries = len(pointers) - 1
+    out_rows = np.zeros((n_queries, k), np.int64)
+    out_scores = np.zeros((n_queries, k), np.float32)
+    read = np.zeros(n_queries, np.int64)
+    best = np.zeros(k, np.float32)
+    for qi in range(n_queries):
+        terms = flat[pointers[qi] : pointers[qi + 1]]
+        m = len(terms)
+        order = np.argsort(-bounds[terms], kind="mergesort")
+        rest = 0.0
+        left = 0  # postings not read yet
+        for j in range(m):
+            rest += bounds[terms[j]]
+            left += indptr[terms[j] + 1] - indptr[terms[j]]
+        cost = m * (np.log2(max(left, 2)) + 1.0)  # rescoring one candidate, in posting reads
+        cut = -1.0  # partial scores below it cannot reach the top k; -1: keep all (fewer than k touched)
+        n_touched = 0
+        for oi in range(m + 1):
+            final = oi == m
+            if n_touched >= k and (final or (oi > 0 and left > 2 * n_touched)):
+                filled = 0  # theta: the k-th best partial score so far
+                for i in range(n_touched):
+                    score = acc[touched[i]]
+                    if filled == k and score <= best[k - 1]:
+                        continue
+                    pos = filled if filled < k else k - 1
+                    while pos > 0 and best[pos - 1] < score:
+                        best[pos] = best[pos - 1]
+                        pos -= 1
+                    best[pos] = score
+                    if filled < k:
+                        filled += 1
+                theta = float(best[k - 1])
+                rest = max(rest, 0.0)
+                cut = theta - MARGIN * (theta + rest) - rest
+                if final:
+                    break
+                if cut > 0:  # nothing untouched can reach theta: stop if the candidates are few enough
+                    n_cand = 0
+                    for i in range(n_touched):
+                        if acc[touched[i]] >= cut:
+                            n_cand += 1
+                    if n_cand * cost < left:
+                        break
+                cut = -1.0
+            if final:
+                break
+            term = terms[order[oi]]
+            for p in range(indptr[term], indptr[term + 1]):
+                doc = indices[p]
+                if acc[doc] == 0:
+                    touched[n_touched] = doc
+                    n_touched += 1
+                acc[doc] += data[p]
+            read[qi] += indptr[term + 1] - indptr[term]
+            left -= indptr[term + 1] - indptr[term]
+            rest -= bounds[term]
+        n_cand = 0
+        for i in range(n_touched):  # compact the candidates to the front; clear the accumulator
+            doc = touched[i]
+            if acc[doc] >= cut:
+                touched[n_cand] = doc
+                n_cand += 1
+            acc[doc] = 0
+        rows, scores = out_rows[qi], out_scores[qi]
+        filled = 0
+        for i in range(n_cand):  # the full score in the query's term order, then best-first insertion
+            doc = touched[i]
+            score = np.float32(0.0)
+            for j in range(m):
+                lo, hi = indptr[terms[j]], indptr[terms[j] + 1]
+                while lo < hi:  # binary search: doc ids ascend within a posting list
+                    mid = (lo + hi) >> 1
+                    if indices[mid] < doc:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo < indptr[terms[j] + 1] and indices[lo] == doc:
+                    score += data[lo]
+            if filled == k and (score < scores[k - 1] or (score == scores[k - 1] and doc > rows[k - 1])):
+                continue
+            pos = filled if filled < k else k - 1
+            while pos > 0 and (scores[pos - 1] < score or (scores[pos - 1] == score and rows[pos - 1] > doc)):
+                rows[pos] = rows[pos - 1]
+                scores[pos] = scores[pos - 1]
+                pos -= 1
+            rows[pos] = doc
+            scores[pos] = score
+            if filled < k:
+                filled += 1
+        row = 0
+        while filled < k:  # fewer passages touched than k: score-0 rows, lowest first
+            hit = False
+            for i in range(n_cand):
+                hit = hit or touched[i] == row
+            if not hit:
+                rows[filled] = row
+                scores[filled] = 0
+                filled += 1
+            row += 1
+    return out_rows, out_scores, read
+
+
+@functools.cache
+def kernels() -> dict[str, Any]:
+    """The compiled functions (numba, with its disk cache), compiled on first use."""
+    from numba import njit
+
+    return {
+        "top_k": njit(nogil=True, cache=True)(_maxscore_top_k),
+        "bounds": njit(nogil=True, cache=True)(_term_bounds),
+        "sorted": njit(nogil=True, cache=True)(_sorted_postings),
+    }
