@@ -27,7 +27,6 @@ from typing import Any
 
 from retrieval_bm25_engines import SCRATCH, load
 from retrieval_scale_bm25 import sample_queries
-from searchrl.retrieval.bm25 import tokenize
 from searchrl.retrieval.bm25_engines import Bm25sEngine
 from searchrl.retrieval.ondisk.store import fetch
 from searchrl.retrieval.query_cache import dedupe
@@ -41,10 +40,10 @@ def profile(retriever: Any, queries: list[str], k: int) -> dict[str, float]:
         t0 = time.perf_counter()
         unique, _ = dedupe([q])
         t1 = time.perf_counter()
-        tokens = tokenize(unique, retriever._stemmer)
+        tokens = retriever.query_tokens(unique)
         t2 = time.perf_counter()
         if isinstance(engine, Bm25sEngine):
-            ids = [[engine._vocab[w] for w in words if w in engine._vocab] for words in tokens]
+            ids = engine.term_ids(tokens)
             t3 = time.perf_counter()
             if ids[0]:
                 rows, scores = engine.score_ids(ids, k)

@@ -201,6 +201,11 @@ class BM25Retriever:
             engine = _matching(ENGINES[name].load(self.directory, self.mmap, n_threads), self.passages, self.directory)
         return BM25Retriever(self.passages, engine, stemmed=self.stemmed, directory=self.directory, mmap=self.mmap)
 
+    def query_tokens(self, queries: Sequence[str]) -> list[list[str]]:
+        """The tokens the engine scores for each query (lower-cased words, stopwords out, stemmed when the
+        index is)."""
+        return tokenize(queries, self._stemmer)
+
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query (``k`` capped at the corpus size), best first, BM25 ``score`` set.
 
@@ -214,7 +219,7 @@ class BM25Retriever:
             return []
         k = min(k, len(self.passages))
         unique, where = dedupe(queries)
-        rows, scores = self.engine.top_k(tokenize(unique, self._stemmer), k)
+        rows, scores = self.engine.top_k(self.query_tokens(unique), k)
         wanted = sorted(set(rows.ravel().tolist()))
         by_row = dict(zip(wanted, fetch(self.passages, wanted), strict=True))
         results = [

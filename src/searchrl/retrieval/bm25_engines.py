@@ -147,8 +147,12 @@ class Bm25sEngine:
     def params(self) -> dict[str, Any]:
         return {"k1": self.model.k1, "b": self.model.b, "method": self.model.method, "engine": self.name}
 
+    def term_ids(self, tokens: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Each query's tokens as vocabulary ids (words the index does not hold left out)."""
+        return [[self._vocab[w] for w in words if w in self._vocab] for words in tokens]
+
     def top_k(self, tokens: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
-        ids = [[self._vocab[w] for w in words if w in self._vocab] for words in tokens]
+        ids = self.term_ids(tokens)
         rows, scores = _empty_rows(len(ids), k)
         known = [i for i, q in enumerate(ids) if q]  # bm25s cannot take a query with no token
         if known:
