@@ -189,6 +189,11 @@ class TrainConfig(Section):
     dynamic_sampling_max_groups: int = Field(
         0, ge=0, description="Cap on the groups generated per step with dynamic_sampling (0 = 4 x prompts_per_step)."
     )
+    balance_types: bool = Field(
+        False,
+        description="Draw prompts round-robin over the questions' types (metadata 'type'), each type in its own "
+        "shuffled order, instead of in one shuffled order (where the commonest type fills most steps).",
+    )
     lr: float = Field(1e-4, gt=0, description="Policy learning rate.")
     critic_lr: float = Field(1e-4, gt=0, description="Critic learning rate (PPO).")
     lora_r: int = Field(16, ge=0, description="LoRA rank; 0 trains every parameter.")
@@ -214,13 +219,7 @@ class TrainConfig(Section):
     kl_estimator: KLEstimatorName = Field("k3", description="KL estimator.")
     kl_in_reward: bool = Field(False, description="Put the KL penalty in the reward instead of the loss.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
-    log_kl: bool = Field(
-        False,
-        description=(
-            "Log actor/kl (KL of the trained rows to the run's starting policy, its checkpoint 0) even when "
-            "kl_coef is 0; one more forward pass per step, without gradient."
-        ),
-    )
+    log_kl: bool = Field(False, description="Log actor/kl (to the run's start, checkpoint 0) even when kl_coef is 0.")
     shared_prompt: bool = Field(
         False,
         description=(

@@ -60,7 +60,7 @@ from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.lora import add_lora
 from searchrl.trainer.prefix import batch_logprobs
 from searchrl.trainer.reference import Reference
-from searchrl.trainer.sampling import Drawn
+from searchrl.trainer.sampling import Drawn, prompt_order
 from searchrl.trainer.update import PolicyUpdate
 from searchrl.trainer.watchdog import Watchdog
 from searchrl.types import QAExample, Trajectory
@@ -119,8 +119,7 @@ class Trainer:
         self.drift = SearchDrift()  # audit/searches_*: the one-search shortcut (searchrl.audit)
         self._injected_sums: tuple[float, float] | None = None  # this step's, from the old log-prob pass
         self.metrics = MetricsSink(self.run_dir) if self.dist.is_main else None  # rank 0 logs
-        self.order = list(range(len(self.examples)))
-        random.Random(cfg.seed).shuffle(self.order)
+        self.order = prompt_order(self.examples, cfg.seed, t.balance_types)
 
     def build_update(self, t: TrainConfig) -> PolicyUpdate:
         """The update stage under ``t`` (the watchdog rebuilds it with a KL term after a trip)."""
