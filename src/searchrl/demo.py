@@ -68,7 +68,7 @@ class DemoPlan:
             return cls(eval_per_type=5, baseline_per_type=3, sft_1hop=8, sft_2hop=8, rl_steps=1, rl_prompts=2)
         # 50 + 50 = 100 held-out questions per agent: what the 15-minute budget holds (agent evals cost ~2 s
         # a question on 2 cores); the experiments (recipes/experiments/) judge on 100 per type and 3 seeds
-        return cls(eval_per_type=50, baseline_per_type=5, sft_1hop=16, sft_2hop=40, rl_steps=6)
+        return cls(eval_per_type=50, baseline_per_type=5, sft_1hop=16, sft_2hop=40, rl_steps=5)
 
 
 def pick(examples: list[QAExample], kind: str, n: int) -> list[QAExample]:
