@@ -68,7 +68,8 @@ def _maxscore_top_k(
     out_rows = np.zeros((n_queries, k), np.int64)
     out_scores = np.zeros((n_queries, k), np.float32)
     read = np.zeros(n_queries, np.int64)
-    best = np.zeros(k, np.float32)
+    top_docs = np.zeros(k, np.int64)  # the k best partial scores so far, kept as the postings are added
+    top_scores = np.zeros(k, np.float32)
     for qi in range(n_queries):
         terms = flat[pointers[qi] : pointers[qi + 1]]
         m = len(terms)
@@ -79,28 +80,13 @@ def _maxscore_top_k(
             rest += bounds[terms[j]]
             left += indptr[terms[j] + 1] - indptr[terms[j]]
         cost = m * (np.log2(max(left, 2)) + 1.0)  # rescoring one candidate, in posting reads
-        cut = -1.0  # partial scores below it cannot reach the top k; -1: keep all (fewer than k touched)
         n_touched = 0
-        for oi in range(m + 1):
-            final = oi == m
-            if n_touched >= k and (final or (oi > 0 and left > 2 * n_touched)):
-                filled = 0  # theta: the k-th best partial score so far
-                for i in range(n_touched):
-                    score = acc[touched[i]]
-                    if filled == k and score <= best[k - 1]:
-                        continue
-                    pos = filled if filled < k else k - 1
-                    while pos > 0 and best[pos - 1] < score:
-                        best[pos] = best[pos - 1]
-                        pos -= 1
-                    best[pos] = score
-                    if filled < k:
-                        filled += 1
-                theta = float(best[k - 1])
-                rest = max(rest, 0.0)
+        n_top = 0
+        for oi in range(m):
+            rest = max(rest, 0.0)
+            if n_top == k and oi > 0 and left > 2 * n_touched:
+                theta = float(top_scores[k - 1])
                 cut = theta - MARGIN * (theta + rest) - rest
-                if final:
-                    break
                 if cut > 0:  # nothing untouched can reach theta: stop if the candidates are few enough
                     n_cand = 0
                     for i in range(n_touched):
@@ -108,9 +94,6 @@ def _maxscore_top_k(
                             n_cand += 1
                     if n_cand * cost < left:
                         break
-                cut = -1.0
-            if final:
-                break
             term = terms[order[oi]]
             for p in range(indptr[term], indptr[term + 1]):
                 doc = indices[p]
@@ -118,9 +101,31 @@ def _maxscore_top_k(
                     touched[n_touched] = doc
                     n_touched += 1
                 acc[doc] += data[p]
+                score = acc[doc]
+                if n_top == k and score <= top_scores[k - 1]:
+                    continue
+                pos = -1  # scores only grow: doc enters the top k, or moves up in it
+                for i in range(n_top):
+                    if top_docs[i] == doc:
+                        pos = i
+                if pos < 0:
+                    pos = n_top if n_top < k else k - 1
+                    if n_top < k:
+                        n_top += 1
+                while pos > 0 and top_scores[pos - 1] < score:
+                    top_docs[pos] = top_docs[pos - 1]
+                    top_scores[pos] = top_scores[pos - 1]
+                    pos -= 1
+                top_docs[pos] = doc
+                top_scores[pos] = score
             read[qi] += indptr[term + 1] - indptr[term]
             left -= indptr[term + 1] - indptr[term]
             rest -= bounds[term]
+        rest = max(rest, 0.0)
+        cut = -1.0  # partial scores below it cannot reach the top k; -1: keep all (fewer than k touched)
+        if n_top == k:
+            theta = float(top_scores[k - 1])
+            cut = theta - MARGIN * (theta + rest) - rest
         n_cand = 0
         for i in range(n_touched):  # compact the candidates to the front; clear the accumulator
             doc = touched[i]
