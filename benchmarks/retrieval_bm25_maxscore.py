@@ -48,7 +48,7 @@ def postings_read(engine: Any, tokens: list[list[str]], k: int) -> tuple[int, in
     pointers = np.cumsum([0] + [len(q) for q in ids], dtype=np.int64)
     buffers = np.zeros(engine.n_docs, np.float32), np.zeros(engine.n_docs, np.int64)
     run = bm25_maxscore.kernels()["top_k"]
-    _, _, read = run(flat, pointers, k, s["data"], s["indptr"], s["indices"], engine.term_bounds(), *buffers)
+    _, _, read = run(flat, pointers, k, s["data"], s["indptr"], s["indices"], engine.term_bounds(), *buffers, True)
     held = sum(int(s["indptr"][t + 1] - s["indptr"][t]) for q in ids for t in q)
     return int(read.sum()), held
 

@@ -75,7 +75,7 @@ def test_maxscore_reads_fewer_postings_where_common_words_can_be_skipped(
     run = bm25_maxscore.kernels()["top_k"]
     # k = 3: over 1,000 passages a title's words touch too few passages to fix a top 10 before the common
     # lists (measured: pruned on 45 % of the title queries at k = 3, 1 % at k = 10)
-    _, _, read = run(flat, pointers, 3, s["data"], s["indptr"], s["indices"], engine.term_bounds(), *buffers)
+    _, _, read = run(flat, pointers, 3, s["data"], s["indptr"], s["indices"], engine.term_bounds(), *buffers, True)
     held = np.array([sum(int(s["indptr"][t + 1] - s["indptr"][t]) for t in q) for q in ids])
     assert (read <= held).all()
     titled = slice(0, 100)  # the title + common words queries come first

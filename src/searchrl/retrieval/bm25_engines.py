@@ -25,7 +25,7 @@ passages: O(postings of the query's terms). Its scores are bitwise those of numb
 float32 terms added in the same order); it breaks ties at the k-th score by the lowest row, so its top k
 equals exhaustive BM25's with that tie rule, and passages no term touches (score 0) fill a short list
 lowest row first. It skips the posting lists of common words when they can no longer change the top k
-(MaxScore, exact: :mod:`searchrl.retrieval.bm25_maxscore`; ``engine.prune = False`` turns it off). It
+(MaxScore, exact; the kernel is :mod:`searchrl.retrieval.bm25_maxscore`; ``engine.prune = False`` turns pruning off). It
 needs every term score to be positive, which Lucene's BM25 guarantees (the method
 searchrl builds); bm25s's other methods are refused by name.
 
@@ -178,11 +178,9 @@ class Bm25sEngine:
         pointers = np.cumsum([0] + [len(q) for q in ids], dtype=np.int64)
         flat = np.concatenate(ids).astype(np.int64)
         arrays = (s["data"], s["indptr"], s["indices"])
-        bounds = self.term_bounds() if self.prune else None
-        if bounds is not None and len(bounds):
-            rows, scores, _ = maxscore.kernels()["top_k"](flat, pointers, k, *arrays, bounds, buf.acc, buf.touched)
-            return rows, scores
-        rows, scores = _sparse_kernel()(flat, pointers, k, *arrays, buf.acc, buf.touched)
+        bounds = self.term_bounds() if self.prune else np.zeros(0)
+        run = maxscore.kernels()["top_k"]
+        rows, scores, _ = run(flat, pointers, k, *arrays, bounds, buf.acc, buf.touched, len(bounds) > 0)
         return rows, scores
 
     def term_bounds(self) -> np.ndarray:
@@ -212,67 +210,6 @@ class Bm25sEngine:
         finally:
             set_num_threads(before)
         return docs, scores
-
-
-def _sparse_top_k(
-    flat: np.ndarray,
-    pointers: np.ndarray,
-    k: int,
-    data: np.ndarray,
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    acc: np.ndarray,
-    touched: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Term-at-a-time top ``k`` per query (see the module docstring); compiled by :func:`_sparse_kernel`.
-    ``acc`` (float32 zeros, one per passage) and ``touched`` (one int per passage) are scratch buffers,
-    left as they came."""
-    n_queries = len(pointers) - 1
-    out_rows = np.zeros((n_queries, k), np.int64)
-    out_scores = np.zeros((n_queries, k), np.float32)
-    for qi in range(n_queries):
-        n_touched = 0
-        for j in range(pointers[qi], pointers[qi + 1]):
-            term = flat[j]
-            for p in range(indptr[term], indptr[term + 1]):
-                doc = indices[p]
-                if acc[doc] == 0:
-                    touched[n_touched] = doc
-                    n_touched += 1
-                acc[doc] += data[p]
-        rows, scores = out_rows[qi], out_scores[qi]
-        filled = 0
-        for i in range(n_touched):  # insertion into the best-first list; ties: the lower row first
-            doc = touched[i]
-            score = acc[doc]
-            if filled == k and (score < scores[k - 1] or (score == scores[k - 1] and doc > rows[k - 1])):
-                continue
-            pos = filled if filled < k else k - 1
-            while pos > 0 and (scores[pos - 1] < score or (scores[pos - 1] == score and rows[pos - 1] > doc)):
-                rows[pos] = rows[pos - 1]
-                scores[pos] = scores[pos - 1]
-                pos -= 1
-            rows[pos] = doc
-            scores[pos] = score
-            if filled < k:
-                filled += 1
-        row = 0
-        while filled < k:  # fewer passages touched than k: score-0 rows, lowest first
-            if acc[row] == 0:
-                rows[filled] = row
-                scores[filled] = 0
-                filled += 1
-            row += 1
-        for i in range(n_touched):
-            acc[touched[i]] = 0
-    return out_rows, out_scores
-
-
-@functools.cache
-def _sparse_kernel() -> Any:
-    from numba import njit
-
-    return njit(nogil=True, cache=True)(_sparse_top_k)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,29 @@
-"""Exact top-k BM25 with MaxScore-style pruning, term at a time, for the ``sparse`` engine.
+"""The ``sparse`` engine's kernel: exact top-k BM25 term at a time, with MaxScore-style pruning.
 
-Every term has an upper bound: the largest score it gives any passage (its posting list's maximum). The
-query's terms are summed rarest first (highest bound first) into an accumulator, as in
-:func:`~searchrl.retrieval.bm25_engines._sparse_top_k`. Before the next term, with ``theta`` the k-th best
-partial score so far and ``rest`` the sum of the bounds of the terms not yet summed:
+Unpruned (``prune=False``), the query's terms are added in the query's order into a float32 accumulator
+that only their postings touch (kept per thread, reset after each query), and the top k is picked among
+the touched passages: O(postings of the query's terms), scores bitwise those of bm25s's kernels (the same
+float32 terms added in the same order).
 
-* a passage no summed term touched scores at most ``rest``, so once ``theta > rest`` it cannot reach the
+Pruned, every term has an upper bound: the largest score it gives any passage (its posting list's
+maximum). The terms are added rarest first (highest bound first). Before the next term, with ``theta`` the
+k-th best partial score so far (kept as the postings are added) and ``rest`` the sum of the bounds of the
+terms not yet added:
+
+* a passage no added term touched scores at most ``rest``, so once ``theta > rest`` it cannot reach the
   top k, and the long posting lists of the common terms left need not be read;
 * a touched passage whose partial score plus ``rest`` stays below ``theta`` cannot either.
 
 The passages left (the candidates) are then scored in full, in the query's own term order, by binary search
 in each term's posting list (doc ids ascending, which every bm25s builder and searchrl's streaming builder
-write; :func:`postings_sorted` checks it once per index). Summing in the query's order makes the scores
-bitwise those of the exhaustive engines (the same float32 terms added in the same order; absent terms add
-nothing), and the k best with ties broken by the lowest row equal exhaustive BM25's top k.
+write; the ``sorted`` kernel checks it once per index, and the engine does not prune where it fails).
+Adding in the query's order makes the scores bitwise the unpruned ones (absent terms add nothing).
 
-Comparisons against ``theta`` keep a margin (:data:`MARGIN`, relative) far above float32's rounding of a
-sum of a few dozen terms, so rounding can only add candidates, never drop one. Pruning stops being
-tried when the candidates' binary searches would cost more than reading the lists left.
+Either way the k best, ties broken by the lowest row, equal exhaustive BM25's top k; passages no term
+touches (score 0) fill a short list, lowest row first. Comparisons against ``theta`` keep a margin
+(:data:`MARGIN`, relative) far above float32's rounding of a sum of a few dozen terms, so rounding can only
+add candidates, never drop one. Pruning stops being tried when the candidates' binary searches would cost
+more than reading the lists left.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _sorted_postings(indptr: np.ndarray, indices: np.ndarray) -> bool:
     return True
 
 
-def _maxscore_top_k(
+def _sparse_top_k(
     flat: np.ndarray,
     pointers: np.ndarray,
     k: int,
@@ -61,30 +67,35 @@ def _maxscore_top_k(
     bounds: np.ndarray,
     acc: np.ndarray,
     touched: np.ndarray,
+    prune: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows [Q, k], scores [Q, k], postings read per query [Q]); ``acc`` and ``touched`` are scratch
-    buffers (float32 zeros and ints, one per passage), left as they came."""
+    """(rows [Q, k], scores [Q, k], postings read per query [Q]). ``bounds``: each term's largest score
+    (read only when pruning); ``acc`` and ``touched``: scratch buffers (float32 zeros and ints, one per
+    passage), left as they came."""
     n_queries = len(pointers) - 1
     out_rows = np.zeros((n_queries, k), np.int64)
     out_scores = np.zeros((n_queries, k), np.float32)
     read = np.zeros(n_queries, np.int64)
-    top_docs = np.zeros(k, np.int64)  # the k best partial scores so far, kept as the postings are added
+    top_docs = np.zeros(k, np.int64)  # pruning: the k best partial scores so far, kept as postings are added
     top_scores = np.zeros(k, np.float32)
     for qi in range(n_queries):
         terms = flat[pointers[qi] : pointers[qi + 1]]
         m = len(terms)
-        order = np.argsort(-bounds[terms], kind="mergesort")
+        order = np.arange(m)
         rest = 0.0
         left = 0  # postings not read yet
         for j in range(m):
-            rest += bounds[terms[j]]
             left += indptr[terms[j] + 1] - indptr[terms[j]]
+            if prune:
+                rest += bounds[terms[j]]
+        if prune:
+            order = np.argsort(-bounds[terms], kind="mergesort")
         cost = m * (np.log2(max(left, 2)) + 1.0)  # rescoring one candidate, in posting reads
         n_touched = 0
         n_top = 0
         for oi in range(m):
             rest = max(rest, 0.0)
-            if n_top == k and oi > 0 and left > 2 * n_touched:
+            if prune and n_top == k and oi > 0 and left > 2 * n_touched:
                 theta = float(top_scores[k - 1])
                 cut = theta - MARGIN * (theta + rest) - rest
                 if cut > 0:  # nothing untouched can reach theta: stop if the candidates are few enough
@@ -102,7 +113,7 @@ def _maxscore_top_k(
                     n_touched += 1
                 acc[doc] += data[p]
                 score = acc[doc]
-                if n_top == k and score <= top_scores[k - 1]:
+                if not prune or (n_top == k and score <= top_scores[k - 1]):
                     continue
                 pos = -1  # scores only grow: doc enters the top k, or moves up in it
                 for i in range(n_top):
@@ -120,34 +131,31 @@ def _maxscore_top_k(
                 top_scores[pos] = score
             read[qi] += indptr[term + 1] - indptr[term]
             left -= indptr[term + 1] - indptr[term]
-            rest -= bounds[term]
-        rest = max(rest, 0.0)
-        cut = -1.0  # partial scores below it cannot reach the top k; -1: keep all (fewer than k touched)
-        if n_top == k:
+            rest -= bounds[term] if prune else 0.0
+        cut = -1.0  # partial scores below it cannot reach the top k; -1: every touched passage is a candidate
+        if prune and n_top == k:
+            rest = max(rest, 0.0)
             theta = float(top_scores[k - 1])
             cut = theta - MARGIN * (theta + rest) - rest
-        n_cand = 0
-        for i in range(n_touched):  # compact the candidates to the front; clear the accumulator
-            doc = touched[i]
-            if acc[doc] >= cut:
-                touched[n_cand] = doc
-                n_cand += 1
-            acc[doc] = 0
         rows, scores = out_rows[qi], out_scores[qi]
         filled = 0
-        for i in range(n_cand):  # the full score in the query's term order, then best-first insertion
+        for i in range(n_touched):  # best-first insertion; ties: the lower row first
             doc = touched[i]
-            score = np.float32(0.0)
-            for j in range(m):
-                lo, hi = indptr[terms[j]], indptr[terms[j] + 1]
-                while lo < hi:  # binary search: doc ids ascend within a posting list
-                    mid = (lo + hi) >> 1
-                    if indices[mid] < doc:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo < indptr[terms[j] + 1] and indices[lo] == doc:
-                    score += data[lo]
+            score = acc[doc]
+            if score < cut:
+                continue
+            if prune:  # the full score, in the query's term order
+                score = np.float32(0.0)
+                for j in range(m):
+                    lo, hi = indptr[terms[j]], indptr[terms[j] + 1]
+                    while lo < hi:  # binary search: doc ids ascend within a posting list
+                        mid = (lo + hi) >> 1
+                        if indices[mid] < doc:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    if lo < indptr[terms[j] + 1] and indices[lo] == doc:
+                        score += data[lo]
             if filled == k and (score < scores[k - 1] or (score == scores[k - 1] and doc > rows[k - 1])):
                 continue
             pos = filled if filled < k else k - 1
@@ -161,14 +169,13 @@ def _maxscore_top_k(
                 filled += 1
         row = 0
         while filled < k:  # fewer passages touched than k: score-0 rows, lowest first
-            hit = False
-            for i in range(n_cand):
-                hit = hit or touched[i] == row
-            if not hit:
+            if acc[row] == 0:
                 rows[filled] = row
                 scores[filled] = 0
                 filled += 1
             row += 1
+        for i in range(n_touched):
+            acc[touched[i]] = 0
     return out_rows, out_scores, read
 
 
@@ -178,7 +185,7 @@ def kernels() -> dict[str, Any]:
     from numba import njit
 
     return {
-        "top_k": njit(nogil=True, cache=True)(_maxscore_top_k),
+        "top_k": njit(nogil=True, cache=True)(_sparse_top_k),
         "bounds": njit(nogil=True, cache=True)(_term_bounds),
         "sorted": njit(nogil=True, cache=True)(_sorted_postings),
     }
