@@ -16,7 +16,7 @@ The load generator of 2 and 3 is a minimal asyncio HTTP/1.1 client (one keep-ali
 simulated client): on this 2-core machine httpx.AsyncClient itself tops out near 200 requests/s, so it
 would measure its own queueing, not the server. Latencies are measured by the client, so they include
 its event-loop delays; client and server share the machine's cores.
-Usage: .venv/bin/python benchmarks/retrieval_http.py [--requests 20000] [--latency-requests 4000]
+Usage: .venv/bin/python benchmarks/retrieval_http.py [--requests 20000] [--latency-requests 4000] [--engine sparse]
 """
 
 from __future__ import annotations
@@ -38,25 +38,27 @@ from retrieval_bm25 import best_of, load_real_data
 from searchrl.config import ServeConfig
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.bm25 import BM25Retriever
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, ENGINES
 from searchrl.retrieval.client import HTTPRetriever
 from searchrl.retrieval.server import run_server
 
 TOPK = 3
 
 
-def serve(port: int) -> None:
+def serve(port: int, engine: str) -> None:
     """Subprocess entry: build BM25 over the real corpus and serve it (no token, loopback)."""
     passages, _ = load_real_data()
     run_server(
-        BM25Retriever.build(passages), ServeConfig(port=port, cache_size=0), None
+        BM25Retriever.build(passages, engine=engine), ServeConfig(port=port, cache_size=0), None
     )  # measure searches, not a cache
 
 
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
+def start_server(engine: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port)])
+    script = str(Path(__file__).resolve())
+    proc = subprocess.Popen([sys.executable, script, "--serve", str(port), "--engine", engine])
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -164,16 +166,19 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=20_000, help="requests of the 64-client run")
     parser.add_argument("--latency-requests", type=int, default=4_000, help="requests of the 32-client run")
+    parser.add_argument("--engine", default=DEFAULT_BM25_ENGINE, choices=list(ENGINES), help="retrieval.bm25_engine")
     args = parser.parse_args()
     if args.serve is not None:
-        serve(args.serve)
+        serve(args.serve, args.engine)
         return
 
     passages, questions = load_real_data()
-    local = BM25Retriever.build(passages)
+    local = BM25Retriever.build(passages, engine=args.engine)
     gc.freeze()  # as the server does: keep full collections of this big heap out of the latency figures
-    print(f"corpus: {len(passages)} passages; queries: {len(questions)} real questions; BM25 top-{TOPK}")
-    proc, base = start_server()
+    print(
+        f"corpus: {len(passages)} passages; queries: {len(questions)} real questions; BM25 top-{TOPK}, engine {args.engine}"
+    )
+    proc, base = start_server(args.engine)
     try:
         url = f"{base}/retrieve"
         local.search(questions[:50], TOPK)
