@@ -25,9 +25,9 @@ passages: O(postings of the query's terms). Its scores are bitwise those of numb
 float32 terms added in the same order); it breaks ties at the k-th score by the lowest row, so its top k
 equals exhaustive BM25's with that tie rule, and passages no term touches (score 0) fill a short list
 lowest row first. It skips the posting lists of common words when they can no longer change the top k
-(MaxScore, exact; the kernel is :mod:`searchrl.retrieval.bm25_maxscore`; ``engine.prune = False`` turns pruning off). It
-needs every term score to be positive, which Lucene's BM25 guarantees (the method
-searchrl builds); bm25s's other methods are refused by name.
+(MaxScore, exact; the kernel is :mod:`searchrl.retrieval.bm25_maxscore`; ``engine.prune = False`` turns
+pruning off). It needs every term score to be positive, which Lucene's BM25 guarantees (the method searchrl
+builds); bm25s's other methods are refused by name.
 
 bm25s compiles its numba kernel with no disk cache, about 5 s per process and array type; we compile the
 same kernel with ``cache=True`` (numba's cache, beside bm25s's source or in numba's user cache), so only
