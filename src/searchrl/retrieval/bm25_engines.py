@@ -186,6 +186,8 @@ class Bm25sEngine:
     def term_bounds(self) -> np.ndarray:
         """Each term's largest score (MaxScore's bounds), computed once per index; empty when the
         postings are not in ascending row order (then sparse sums every posting, unpruned)."""
+        if self._bounds is not None:  # every query asks: no lock once computed
+            return self._bounds
         with self._bounds_lock:
             if self._bounds is None:
                 s, kern = self.model.scores, maxscore.kernels()
