@@ -26,7 +26,7 @@ def prompt_order(examples: list[QAExample], seed: int, balance_types: bool = Fal
     drawn as they come, F1's steps of 8 prompts held 0 to 7 2-hop questions)."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    if not balance_types:
+    if not balance_types or not order:
         return order
     by_type: dict[str, list[int]] = {}
     for i in order:
