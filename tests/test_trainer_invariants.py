@@ -182,7 +182,9 @@ def _const_or_low_half(vocab: int, const_calls: range | None = None):  # type: i
     return reward
 
 
-def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_golds: bool = True, lr: float = 0.0):  # type: ignore[no-untyped-def]
+def _fast_vs_slow(  # type: ignore[no-untyped-def]
+    smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_golds: bool = True, lr: float = 0.0, extra=()
+):
     """Run both paths ``steps`` steps; per step the gradient handed to AdamW, its state after, and the weights.
 
     With lr = 0 the weights never move, so every step of both paths samples the same rollout from the
@@ -204,16 +206,16 @@ def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_g
             "grpo",
             tmp_path / str(fast),
             steps=steps,
-            extra=("train.epochs=1", f"train.fast_paths={fast}"),
+            extra=("train.epochs=1", f"train.fast_paths={fast}", *extra),
             examples=examples,
         )
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr
         trainer.reward_fn = reward_of(len(smol_tokenizer))
-        passes = []  # every no-grad log-prob pass over the batch (the old log-probs; no reference here)
+        passes: list[int] = []  # rows of every no-grad log-prob pass (the old log-probs; no reference here)
         forward_chunks = trainer._forward_chunks
         trainer._forward_chunks = lambda model, batch, at, f=forward_chunks, n=passes: (
-            n.append(1) or f(model, batch, at)
+            n.append(batch.size) or f(model, batch, at)
         )  # type: ignore[method-assign]
         grads: list[dict[str, torch.Tensor]] = []
         step_fn = trainer.optimizer.step
@@ -230,7 +232,14 @@ def _fast_vs_slow(smol_tokenizer, tmp_path: Path, reward_of, steps: int, const_g
             snapshots.append({n: p.detach().clone() for n, p in trainer.policy.named_parameters()})
             named = dict(trainer.policy.named_parameters())
             states.append({n: {k: v.clone() for k, v in trainer.optimizer.state[p].items()} for n, p in named.items()})
-        runs[fast] = {"grads": grads, "weights": snapshots, "metrics": metrics, "adam": states, "passes": len(passes)}
+        runs[fast] = {
+            "grads": grads,
+            "weights": snapshots,
+            "metrics": metrics,
+            "adam": states,
+            "passes": len(passes),
+            "rows": sum(passes),
+        }
     return runs
 
 
@@ -246,6 +255,19 @@ def test_fast_paths_give_the_same_update(smol_tokenizer, tmp_path: Path) -> None
     nonzero = [any(torch.count_nonzero(g) for g in step.values()) for step in slow["grads"]]
     assert all(nonzero), nonzero
     assert all(0 < m["actor/rows_skipped"] < 1 for m in fast["metrics"])  # each step skips one group, trains one
+
+
+def test_fast_paths_score_old_logprobs_of_trained_rows_only(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two mini-batches need old log-probs, but only for rows the update runs: the pass skips the
+    zero-advantage group, and every step's gradients are unchanged."""
+    runs = _fast_vs_slow(smol_tokenizer, tmp_path, _const_or_low_half, steps=2, extra=("train.mini_batch=8",))
+    fast, slow = runs[True], runs[False]
+    assert (fast["passes"], slow["passes"]) == (2, 2)  # off-policy after the first mini-batch: both run it
+    assert (fast["rows"], slow["rows"]) == (16, 32)  # of 16 rows per step, the fast pass scores the trained 8
+    assert len(fast["grads"]) == len(slow["grads"]) == 4  # two optimizer steps per RL step
+    for step, (g_fast, g_slow) in enumerate(zip(fast["grads"], slow["grads"], strict=True)):
+        assert_same_gradients(g_slow, g_fast, f"optimizer step {step + 1}", require_nonzero=False)
+    assert any(any(torch.count_nonzero(g) for g in step.values()) for step in slow["grads"])
 
 
 def test_all_zero_advantage_step_still_applies_momentum(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -261,7 +261,7 @@ class TrainConfig(Section):
         description=(
             "Skip work that cannot change the update: the old log-prob pass when the step is fully on-policy "
             "(one epoch, one mini-batch, no KL in the reward) and rows whose advantages are all zero when no "
-            "other loss term (KL in the loss, entropy, critic) needs them."
+            "other loss term (KL in the loss, entropy, critic) needs them, in the update and in the no-grad passes."
         ),
     )
     checkpoint_every: int = Field(5, ge=1, description="Steps between checkpoints.")

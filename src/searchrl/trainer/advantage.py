@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
-from searchrl.algorithms.advantages import estimate_advantages
+from searchrl.algorithms.advantages import ADVANTAGE_ESTIMATORS, estimate_advantages
 from searchrl.algorithms.losses import KL_ESTIMATORS
 from searchrl.config import TrainConfig
 from searchrl.trainer.batch import RolloutBatch
@@ -39,3 +41,14 @@ def compute_advantages(
         gamma=t.gamma,
         lam=t.lam,
     )
+
+
+def rows_with_advantage(t: TrainConfig, batch: RolloutBatch) -> torch.Tensor | None:
+    """Rows [B] (bool) with a non-zero advantage somewhere on the loss mask, where the advantages read no
+    log-prob or value (no critic, no KL in the reward: they are the rewards' alone); else None."""
+    if "values" in inspect.signature(ADVANTAGE_ESTIMATORS[t.algorithm]).parameters or (
+        t.kl_in_reward and t.kl_coef > 0
+    ):
+        return None
+    adv, _ = compute_advantages(t, batch, None, None, None)
+    return ~(adv * batch.loss_mask == 0).all(-1)

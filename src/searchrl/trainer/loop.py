@@ -46,7 +46,7 @@ from searchrl.rollout.engine import RolloutRequest
 from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.rollout.trace import text_spans
-from searchrl.trainer.advantage import compute_advantages
+from searchrl.trainer.advantage import compute_advantages, rows_with_advantage
 from searchrl.trainer.batch import RolloutBatch, Scored, collate
 from searchrl.trainer.checkpoint import (
     TrainState,
@@ -268,6 +268,10 @@ class Trainer:
         rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
         own = batch if self.dist.world == 1 else batch.select(rows)
         self._injected_sums = None
+        # the update runs only rows with a non-zero advantage: nothing reads the others' log-probs
+        skip = self.update.only_policy_loss() and not self.cfg.train.log_injected
+        trained = rows_with_advantage(self.cfg.train, batch) if skip else None
+        keep = None if trained is None else trained[rows].nonzero().flatten()
         old = None
         if not self._on_policy(batch.size):
             if self.cfg.train.log_injected:  # the same pass also scores the injected tokens (stage_injected)
@@ -275,11 +279,11 @@ class Trainer:
                 self._injected_sums = (float((both * own.injected_mask).sum()), float(own.injected_mask.sum()))
                 old = both * own.loss_mask
             else:
-                old = self._forward_chunks(self.policy, own, own.loss_mask)
+                old = self._forward_rows(self.policy, own, keep)
         ref = None
         if self.reference is not None:
             with self.reference.model() as ref_model:
-                ref = self._forward_chunks(ref_model, own, own.loss_mask)
+                ref = self._forward_rows(ref_model, own, keep)
         values = None
         if self.critic is not None:
             values = self.critic(own.input_ids, own.attention_mask) * own.loss_mask
@@ -312,6 +316,16 @@ class Trainer:
         t = self.cfg.train
         kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
         return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
+
+    def _forward_rows(self, model: Any, batch: RolloutBatch, keep: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_forward_chunks` over rows ``keep`` only (None: all), zeros elsewhere."""
+        if keep is None or len(keep) == batch.size:
+            return self._forward_chunks(model, batch, batch.loss_mask)
+        out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=batch.loss_mask.device)
+        if len(keep):
+            sub = batch.select(keep)
+            out[keep] = self._forward_chunks(model, sub, sub.loss_mask).to(out.dtype)
+        return out
 
     def _forward_chunks(self, model: Any, batch: RolloutBatch, positions: torch.Tensor) -> torch.Tensor:
         """Log-probs of ``batch`` at ``positions`` [B, T-1], ``train.micro_batch`` rows at a time (no grad)."""
