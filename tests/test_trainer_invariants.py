@@ -63,6 +63,35 @@ def test_chunked_logprobs_equal_full(tiny_lm) -> None:  # type: ignore[no-untype
     assert torch.allclose(got, ref, atol=1e-5)
 
 
+def test_logprobs_skip_columns_that_are_padding_in_every_row(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    """A micro-batch of short rows padded to a longer step's width runs at its own width: the body sees
+    only the used columns, and log-probs and gradients equal those of the unpadded batch."""
+    batch = collate([_traj(5, 4, 6, 3, 2), _traj(3, 6, 0, 0, 3)], [1.0, 0.0], [0, 1], pad_id=2)
+    pad = 7  # the step's longest row is 7 tokens longer than this micro-batch's
+    ids = torch.nn.functional.pad(batch.input_ids, (0, pad), value=2)
+    attn = torch.nn.functional.pad(batch.attention_mask, (0, pad))
+    mask = torch.nn.functional.pad(batch.loss_mask, (0, pad))
+    widths: list[int] = []
+    hook = tiny_lm.get_input_embeddings().register_forward_hook(lambda m, i, o: widths.append(i[0].shape[1]))
+    try:
+        got, _ = token_logprobs(tiny_lm, ids, attn, mask, chunk=3)
+        got.sum().backward()
+        g_padded = {n: p.grad.clone() for n, p in tiny_lm.named_parameters() if p.grad is not None}
+        tiny_lm.zero_grad(set_to_none=True)
+        ref, _ = token_logprobs(tiny_lm, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk=3)
+        ref.sum().backward()
+    finally:
+        hook.remove()
+    assert widths == [batch.input_ids.shape[1]] * 2  # the padded call ran at the unpadded width
+    assert got.shape == mask.shape and torch.count_nonzero(got[:, -pad:]) == 0
+    assert torch.allclose(got[:, :-pad], ref, atol=1e-6)
+    assert g_padded
+    for n, p in tiny_lm.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(g_padded[n], p.grad, atol=1e-6), n
+    tiny_lm.zero_grad(set_to_none=True)
+
+
 def test_monitored_entropy_equals_the_full_entropy_and_carries_no_gradient(tiny_lm) -> None:  # type: ignore[no-untyped-def]
     batch = collate([_traj(5, 4, 6, 3, 4), _traj(3, 6, 0, 0, 5)], [1.0, 0.0], [0, 1], pad_id=2)
     args = (tiny_lm, batch.input_ids, batch.attention_mask, batch.loss_mask)

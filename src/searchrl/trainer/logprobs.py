@@ -44,13 +44,37 @@ def token_logprobs(
     input_ids, attention_mask: [B, T]. positions: [B, T-1], nonzero where target t+1 is needed.
     Returns (logprobs [B, T-1] float32, zero where not computed; entropy [B, T-1] or None).
     ``entropy_grad=False`` computes the entropy as a detached statistic and keeps the log-probs on the fused
-    path (logits never stored).
+    path (logits never stored). Trailing columns that are padding in every row (a micro-batch of rows shorter
+    than the step's longest) are not run: a causal model's earlier positions never attend to them.
     """
+    width = trimmed_width(attention_mask, positions)
+    if width < input_ids.shape[1]:
+        lp, ent = token_logprobs(
+            model,
+            input_ids[:, :width],
+            attention_mask[:, :width],
+            positions[:, : width - 1],
+            chunk=chunk,
+            with_entropy=with_entropy,
+            entropy_grad=entropy_grad,
+        )
+        grow = (0, input_ids.shape[1] - width)
+        return torch.nn.functional.pad(lp, grow), None if ent is None else torch.nn.functional.pad(ent, grow)
     body, head = body_and_head(model)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
     return head_logprobs_at(
         head, hidden, input_ids, positions, chunk=chunk, with_entropy=with_entropy, entropy_grad=entropy_grad
     )
+
+
+def trimmed_width(attention_mask: torch.Tensor, positions: torch.Tensor) -> int:
+    """Columns [0, width) hold every attended token (and every target ``positions`` asks for); at least 2."""
+    used = attention_mask.any(0).nonzero()
+    width = int(used[-1]) + 1 if len(used) else 1
+    asked = positions.any(0).nonzero()
+    if len(asked):
+        width = max(width, int(asked[-1]) + 2)
+    return max(width, 2)
 
 
 def head_logprobs_at(

@@ -58,7 +58,7 @@ from searchrl.trainer.checkpoint import (
 from searchrl.trainer.critic import ValueModel, build_critic
 from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.lora import add_lora
-from searchrl.trainer.prefix import batch_logprobs
+from searchrl.trainer.prefix import batch_logprobs, by_length
 from searchrl.trainer.reference import Reference
 from searchrl.trainer.sampling import Drawn, prompt_order
 from searchrl.trainer.update import PolicyUpdate
@@ -329,14 +329,15 @@ class Trainer:
 
     def _forward_chunks(self, model: Any, batch: RolloutBatch, positions: torch.Tensor) -> torch.Tensor:
         """Log-probs of ``batch`` at ``positions`` [B, T-1], ``train.micro_batch`` rows at a time (no grad)."""
-        mb = self.cfg.train.micro_batch
+        mb, shared = self.cfg.train.micro_batch, self.cfg.train.shared_prompt
+        order = by_length(batch.attention_mask) if not shared else torch.arange(batch.size)
         outs = []
         for s in range(0, batch.size, mb):
-            idx = torch.arange(s, min(s + mb, batch.size))
-            sub = batch.select(idx)
-            lp, _ = batch_logprobs(model, sub, positions[idx], shared=self.cfg.train.shared_prompt)
+            idx = order[s : s + mb]
+            lp, _ = batch_logprobs(model, batch.select(idx), positions[idx], shared=shared)
             outs.append(lp)
-        return torch.cat(outs)
+        out = torch.cat(outs)
+        return out.index_copy(0, order.to(out.device), out)
 
     def stage_advantages(
         self, batch: RolloutBatch, old: torch.Tensor | None, ref: torch.Tensor | None, values: torch.Tensor | None

@@ -97,3 +97,9 @@ def group_order(group: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     groups = torch.unique(group)
     order = groups[torch.randperm(len(groups), generator=gen)]
     return torch.cat([(group == g).nonzero()[:, 0] for g in order])
+
+
+def by_length(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The rows, shortest first (ties in row order): micro-batches of similar lengths, each of which
+    :func:`~searchrl.trainer.logprobs.token_logprobs` runs at its own width rather than the step's longest."""
+    return torch.argsort(attention_mask.sum(-1), stable=True)

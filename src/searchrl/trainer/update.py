@@ -30,7 +30,7 @@ from searchrl.config import TrainConfig
 from searchrl.trainer.batch import Scored
 from searchrl.trainer.critic import ValueModel
 from searchrl.trainer.distributed import Distributed
-from searchrl.trainer.prefix import batch_logprobs, group_order
+from searchrl.trainer.prefix import batch_logprobs, by_length, group_order
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class PolicyUpdate:
         if self.dist.world > 1:
             own = self.dist.share(scored.batch.size, "rows")
             index = index[(index >= own.start) & (index < own.stop)]
+        if not t.shared_prompt:  # similar lengths per micro-batch (the gradient is a sum over rows: same sum)
+            index = index[by_length(scored.batch.attention_mask[index])]
         out: dict[str, float] = {}
         sums: dict[str, float] = {"policy_tokens": 0.0}  # monitored statistics: sums over policy tokens
         finite = True
