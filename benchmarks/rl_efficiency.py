@@ -73,7 +73,7 @@ def run_setting(exp: Experiment, name: str, curriculum: bool, overrides: list[st
     if start is not None:
         load_weights(start, "policy", trainer.policy)
     g = cfg.rollout.group_size
-    wall = cpu = informative = generated = kept_groups = update_s = trained_rows = 0.0
+    wall = cpu = informative = generated = kept_groups = update_s = trained_rows = rollout_s = logprobs_s = 0.0
     for _ in range(steps):
         c0, t0 = cpu_seconds(), time.perf_counter()
         m = trainer.step()
@@ -83,6 +83,8 @@ def run_setting(exp: Experiment, name: str, curriculum: bool, overrides: list[st
         generated += m["rollout/groups_generated"]
         kept_groups += m["rollout/groups_kept"]
         update_s += m["perf/time_update"]
+        rollout_s += m["perf/time_rollout"]
+        logprobs_s += m["perf/time_logprobs"]
         trained_rows += m["rollout/rows_trained"]
         print(
             f"  {name}: step {trainer.state.step} {m['perf/time_step']:.0f} s, kept {m['rollout/groups_kept']:.0f}"
@@ -97,6 +99,9 @@ def run_setting(exp: Experiment, name: str, curriculum: bool, overrides: list[st
         "steps": steps,
         "wall_s_per_step": wall / steps,
         "cpu_s_per_step": cpu / steps,
+        "rollout_s_per_step": rollout_s / steps,
+        "logprobs_s_per_step": logprobs_s / steps,  # the no-grad old log-prob (and reference) passes
+        "update_s_per_step": update_s / steps,
         "curriculum_cpu_s": curriculum_s,
         "informative_fraction": kept_groups / generated if generated else 0.0,
         "informative_samples": informative,
@@ -129,13 +134,14 @@ def main() -> None:
         print(f"  {name}: {json.dumps({k: round(v, 4) for k, v in r.items()})}", flush=True)
         Path(args.out, "rl_efficiency.json").write_text(json.dumps(results, indent=1))  # each setting as it ends
     print(
-        "\n| setting | s/step (wall) | CPU s/step | informative fraction | informative samples / CPU-s "
-        "| update s / sample | update s / informative sample |"
+        "\n| setting | s/step (wall) | rollout / old log-probs / update s per step | CPU s/step | informative fraction "
+        "| informative samples / CPU-s | update s / sample | update s / informative sample |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(
-            f"| {name} | {r['wall_s_per_step']:.0f} | {r['cpu_s_per_step']:.0f} | {r['informative_fraction']:.2f} "
+            f"| {name} | {r['wall_s_per_step']:.0f} | {r['rollout_s_per_step']:.0f} / {r['logprobs_s_per_step']:.0f}"
+            f" / {r['update_s_per_step']:.0f} | {r['cpu_s_per_step']:.0f} | {r['informative_fraction']:.2f} "
             f"| {r['informative_per_cpu_s']:.4f} | {r['update_s_per_sample']:.2f} | {r['update_s_per_informative']:.2f} |"
         )
     if "today" in results and "all" in results:
