@@ -331,12 +331,8 @@ class Trainer:
         """Log-probs of ``batch`` at ``positions`` [B, T-1], ``train.micro_batch`` rows at a time (no grad)."""
         mb, shared = self.cfg.train.micro_batch, self.cfg.train.shared_prompt
         order = by_length(batch.attention_mask) if not shared else torch.arange(batch.size)
-        outs = []
-        for s in range(0, batch.size, mb):
-            idx = order[s : s + mb]
-            lp, _ = batch_logprobs(model, batch.select(idx), positions[idx], shared=shared)
-            outs.append(lp)
-        out = torch.cat(outs)
+        parts = [order[s : s + mb] for s in range(0, batch.size, mb)]
+        out = torch.cat([batch_logprobs(model, batch.select(i), positions[i], shared=shared)[0] for i in parts])
         return out.index_copy(0, order.to(out.device), out)
 
     def stage_advantages(
