@@ -46,6 +46,7 @@ __all__ = [
     "gae_unwhitened",
     "group_mean_std",
     "grpo",
+    "needs_values",
     "register_adv_est",
     "reinforce_pp",
     "reinforce_pp_baseline",
@@ -273,6 +274,11 @@ def reinforce_pp_baseline(
     return reinforce_pp(rewards.float() - mean, loss_mask, kl, kl_coef, gamma)
 
 
+def needs_values(name: str) -> bool:
+    """Whether the estimator registered as ``name`` reads critic values."""
+    return "values" in inspect.signature(ADVANTAGE_ESTIMATORS[name]).parameters
+
+
 def estimate_advantages(
     name: str,
     *,
@@ -296,7 +302,7 @@ def estimate_advantages(
     takes = inspect.signature(fn).parameters
     if kl_coef != 0.0 and "kl_coef" not in takes:
         raise ValueError(f"advantage estimator {name!r} has no KL-in-reward term; use the KL loss (kl_coef must be 0)")
-    if "values" in takes and values is None:
+    if needs_values(name) and values is None:
         raise ValueError(f"advantage estimator {name!r} needs critic values")
     given: dict[str, object] = {"rewards": rewards, "loss_mask": loss_mask, "group": group, "values": values}
     given |= {"kl": kl, "kl_coef": kl_coef, "gamma": gamma, "lam": lam}

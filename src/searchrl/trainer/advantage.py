@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from searchrl.algorithms.advantages import ADVANTAGE_ESTIMATORS, estimate_advantages
+from searchrl.algorithms.advantages import estimate_advantages, needs_values
 from searchrl.algorithms.losses import KL_ESTIMATORS
 from searchrl.config import TrainConfig
 from searchrl.trainer.batch import RolloutBatch
@@ -46,9 +44,7 @@ def compute_advantages(
 def rows_with_advantage(t: TrainConfig, batch: RolloutBatch) -> torch.Tensor | None:
     """Rows [B] (bool) with a non-zero advantage somewhere on the loss mask, where the advantages read no
     log-prob or value (no critic, no KL in the reward: they are the rewards' alone); else None."""
-    if "values" in inspect.signature(ADVANTAGE_ESTIMATORS[t.algorithm]).parameters or (
-        t.kl_in_reward and t.kl_coef > 0
-    ):
+    if needs_values(t.algorithm) or (t.kl_in_reward and t.kl_coef > 0):
         return None
     adv, _ = compute_advantages(t, batch, None, None, None)
     return ~(adv * batch.loss_mask == 0).all(-1)
