@@ -80,6 +80,7 @@ class RetrievalConfig(Section):
     )
     dead_s: float = Field(10.0, ge=0, description="How long a replica that failed is skipped before a retry.")
     cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Client LRU cache: (query, k, index) rows; 0 = off.")
+    in_flight: int = Field(2, ge=1, le=64, description="HTTP requests in flight when a call spans several batches.")
     token_env: str = Field("SEARCHRL_TOKEN", description="Environment variable holding the bearer token.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout of the HTTP retriever.")
     retries: int = Field(5, ge=0, le=50, description="Retries after the first try (HTTP and web retrievers).")

@@ -11,7 +11,8 @@ doubled each retry, capped at 5 s; a ``Retry-After`` header of up to 30 s is hon
 idempotent, so re-sending a POST is safe. Any other 4xx fails at once with the server's message. When
 the retries run out, :class:`RetrievalError` names the URL, the number of attempts and the last error.
 A batch the server refuses as too large (413) is split in half until it fits, and later calls use the
-smaller size. The bearer token is sent in a header only; it is never logged, shown by ``repr`` or put
+smaller size. A call longer than one batch keeps up to ``in_flight`` requests in flight at once, so
+the server searches one batch while this process decodes the previous one (and replicas share them). The bearer token is sent in a header only; it is never logged, shown by ``repr`` or put
 in an error message.
 
 Replicas: given several URLs (servers holding the same index), requests are spread round-robin. A
@@ -35,6 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
@@ -151,10 +153,11 @@ class HTTPRetriever:
         max_batch: int = 512,
         dead_s: float = 10.0,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        in_flight: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_batch < 1 or in_flight < 1:
+            raise ValueError(f"max_batch and in_flight must be at least 1, got {max_batch} and {in_flight}")
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError("HTTPRetriever needs at least one URL")
@@ -163,6 +166,8 @@ class HTTPRetriever:
         self.backoff_s = backoff_s
         self.max_batch = max_batch  # lowered when the server answers 413 to a batch
         self.dead_s = dead_s
+        self.in_flight = in_flight
+        self._pool: ThreadPoolExecutor | None = None  # made by the first call that spans several batches
         self._clock = clock
         self._dead_until = [0.0] * len(self.urls)
         self._next = 0
@@ -234,11 +239,16 @@ class HTTPRetriever:
 
     def _fetch(self, unique: list[str], which: list[int], k: int, seen: set[str | None]) -> dict[int, list[Passage]]:
         """Rows of ``unique[i]`` for each i in ``which``, in requests of at most ``max_batch``."""
-        out: list[list[Passage]] = []
-        while len(out) < len(which):
-            chunk = [unique[i] for i in which[len(out) : len(out) + self.max_batch]]
-            out.extend(self._search_fitting(chunk, k, seen))
-        return dict(zip(which, out, strict=True))
+        size = self.max_batch
+        chunks = [[unique[i] for i in which[at : at + size]] for at in range(0, len(which), size)]
+        if len(chunks) > 1 and self.in_flight > 1:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="searchrl-http")
+            parts = list(self._pool.map(lambda chunk: self._search_fitting(chunk, k, seen), chunks))
+        else:
+            parts = [self._search_fitting(chunk, k, seen) for chunk in chunks]
+        return dict(zip(which, (row for part in parts for row in part), strict=True))
 
     def _probe_index(self) -> str | None:
         """The index id a live replica's ``/health`` names (None if none answers)."""
@@ -298,6 +308,8 @@ class HTTPRetriever:
         return parse_result(body, len(queries), what), index_id
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> HTTPRetriever:

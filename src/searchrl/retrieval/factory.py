@@ -38,7 +38,7 @@ def retriever_from_config(cfg: RetrievalConfig) -> Retriever:
         token = os.environ.get(cfg.token_env) or None
         return HTTPRetriever(
             cfg.urls(), token=token, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
-            dead_s=cfg.dead_s, cache_size=cfg.cache_size,
+            dead_s=cfg.dead_s, cache_size=cfg.cache_size, in_flight=cfg.in_flight,
         )  # fmt: skip
     if cfg.kind == "web":
         from searchrl.retrieval.web import WebSearchRetriever
