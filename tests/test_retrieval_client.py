@@ -261,6 +261,26 @@ def test_other_search_r1_servers_are_understood(stub: Stub) -> None:
     assert second[1].id.startswith("sha1:") and second[1].id != first[0].id
 
 
+NAN_BODY = b'{"result": [[{"document": {"id": "1", "contents": "\\"A\\"\\nx"}, "score": NaN}]]}'
+LATIN1 = {"Content-Type": "application/json; charset=latin-1"}
+
+
+@pytest.mark.parametrize(
+    "stub",
+    [
+        plan((200, NAN_BODY)),
+        plan((200, '{"result": [[{"id": "2", "contents": "Caf\u00e9"}]]}'.encode("latin-1"), LATIN1)),
+    ],
+    indirect=True,
+)
+def test_json_the_fast_decoder_refuses_is_still_read(stub: Stub) -> None:
+    """Python's json writes NaN and some servers answer in latin-1: both are read, as before orjson."""
+    with HTTPRetriever(stub.url, retries=0) as client:
+        [[passage]] = client.search(["a"], 1)
+    assert (passage.id, passage.score) in {("1", None), ("2", None)}
+    assert passage.text in {"x", "Café"}
+
+
 @pytest.mark.parametrize(
     ("stub", "says"),
     [

@@ -32,6 +32,7 @@ Search-R1's own) gets de-duplication only.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 import time
@@ -40,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from searchrl.retrieval.base import RetrievalError
 from searchrl.retrieval.query_cache import DEFAULT_CACHE_SIZE, INDEX_HEADER, QueryCache, SearchStats, dedupe, fan_out
@@ -282,7 +284,7 @@ class HTTPRetriever:
             resp = self._client.post(self.urls[i], json=payload)
             check_response(resp, f"retrieval at {self.urls[i]}", self._token)
             try:
-                return resp.json(), resp.headers.get(INDEX_HEADER)
+                return _json(resp), resp.headers.get(INDEX_HEADER)
             except ValueError:
                 raise RetrievalError(f"{what}: the response is not JSON: {resp.text[:200]!r}") from None
 
@@ -319,6 +321,15 @@ class HTTPRetriever:
         self.close()
 
 
+def _json(resp: httpx.Response) -> Any:
+    """The body as JSON: orjson (UTF-8, a few times faster on big batches), else Python's decoder on the
+    text in the charset the server names (latin-1, NaN); raises ValueError when neither reads it."""
+    try:
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return json.loads(resp.text)
+
+
 def parse_result(body: Any, n_queries: int, what: str) -> list[list[Passage]]:
     """Search-R1's ``{"result": [[item, ...], ...]}`` into passages (one list per query)."""
     result = body.get("result") if isinstance(body, dict) else None
@@ -351,6 +362,7 @@ def _score(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     try:
-        return float(value) if value is not None else None
+        score = float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+    return score if score is None or math.isfinite(score) else None  # NaN/inf rank nothing: as our server

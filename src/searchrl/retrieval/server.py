@@ -37,6 +37,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from searchrl.config import ServeConfig
 from searchrl.retrieval.base import Retriever
 from searchrl.retrieval.query_cache import INDEX_HEADER, CachedRetriever
@@ -304,7 +306,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None = None) -> FastAPI:
     """The ASGI app serving ``retriever``; ``token``, when set, is required on ``/retrieve``."""
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     cached = CachedRetriever(retriever, serve_cfg.cache_size)  # dedupe + LRU keyed by the index id
     queue = SearchQueue(cached, max_batch=serve_cfg.max_queries)
@@ -322,7 +324,7 @@ def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
     async def get_health(request: Request) -> JSONResponse:
         return JSONResponse({**health, "cache": {**cached.stats.as_dict(), "size": len(cached.cache)}})
 
-    async def retrieve(request: Request) -> JSONResponse:
+    async def retrieve(request: Request) -> Response:
         try:
             check_auth(request.headers.get("authorization"), token)
             check_content_type(request.headers.get("content-type"))
@@ -334,7 +336,8 @@ def create_app(retriever: Retriever, serve_cfg: ServeConfig, token: str | None =
             rows = await queue.search(req.queries, req.topk)
         except Exception as exc:  # a retriever failure: report it, keep serving
             return _error(503, f"retriever failed: {type(exc).__name__}: {str(exc)[:300]}")
-        return JSONResponse(format_result(rows, req.return_scores), headers={INDEX_HEADER: cached.index_id})
+        body = orjson.dumps(format_result(rows, req.return_scores))  # UTF-8, like JSONResponse; ~5x faster
+        return Response(body, media_type="application/json", headers={INDEX_HEADER: cached.index_id})
 
     app = FastAPI(title="searchrl retrieval", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     _install_error_handlers(app)
