@@ -287,12 +287,14 @@ def test_fast_paths_give_the_same_update(smol_tokenizer, tmp_path: Path) -> None
 
 
 def test_fast_paths_score_old_logprobs_of_trained_rows_only(smol_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Two mini-batches need old log-probs, but only for rows the update runs: the pass skips the
-    zero-advantage group, and every step's gradients are unchanged."""
+    """Two mini-batches: old log-probs are needed only for rows the update runs after its first optimizer
+    step. The pass skips the zero-advantage group and the first mini-batch (on-policy when it runs), and
+    every step's gradients are unchanged."""
     runs = _fast_vs_slow(smol_tokenizer, tmp_path, _const_or_low_half, steps=2, extra=("train.mini_batch=8",))
     fast, slow = runs[True], runs[False]
-    assert (fast["passes"], slow["passes"]) == (2, 2)  # off-policy after the first mini-batch: both run it
-    assert (fast["rows"], slow["rows"]) == (16, 32)  # of 16 rows per step, the fast pass scores the trained 8
+    assert slow["passes"] == 2 and slow["rows"] == 32  # every row of both steps
+    # of 16 rows per step, 8 are trained, and those of them in the first mini-batch (of a random 8) are not scored
+    assert fast["passes"] <= 2 and 0 < fast["rows"] < 16, (fast["passes"], fast["rows"])
     assert len(fast["grads"]) == len(slow["grads"]) == 4  # two optimizer steps per RL step
     for step, (g_fast, g_slow) in enumerate(zip(fast["grads"], slow["grads"], strict=True)):
         assert_same_gradients(g_slow, g_fast, f"optimizer step {step + 1}", require_nonzero=False)

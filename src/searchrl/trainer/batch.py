@@ -103,8 +103,9 @@ class Scored:
     """A rollout batch with everything the update needs (all [B, T-1], 0 off the mask)."""
 
     batch: RolloutBatch
-    old_logprobs: torch.Tensor | None  # None: fully on-policy, the update uses the detached new log-probs
+    old_logprobs: torch.Tensor | None  # None: every row on-policy (see fresh), the detached new log-probs
     ref_logprobs: torch.Tensor | None  # None: no KL reference
     old_values: torch.Tensor | None  # None: no critic
     advantages: torch.Tensor
     returns: torch.Tensor  # the critic's targets
+    fresh: torch.Tensor | None = None  # [B] bool: rows whose old log-probs are the update's own, detached

@@ -169,10 +169,11 @@ class Trainer:
         drawn = self.stage_sample(clock)
         examples, trajs, rewards = drawn.train_groups(self.dist.world)
         batch = self.stage_collate(examples, trajs, rewards)
-        old, ref, values = clock.time("logprobs", self.stage_logprobs, batch)
+        fresh = self.update.first_step_rows(batch, self._update_gen())  # rows needing no old log-probs
+        old, ref, values = clock.time("logprobs", self.stage_logprobs, batch, fresh)
         injected = clock.time("injected", self.stage_injected, batch)
         adv, ret = clock.time("advantages", self.stage_advantages, batch, old, ref, values)
-        stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret))
+        stats = clock.time("update", self.stage_update, Scored(batch, old, ref, values, adv, ret, fresh))
         metrics = {**rollout_metrics(drawn.trajs, drawn.rewards, drawn.em), **drawn.metrics()}
         metrics["rollout/rows_trained"] = float(batch.size)
         if searched is not None and self.search_stats is not None:  # retrieval/unique_fraction, cache_hit_rate
@@ -261,9 +262,10 @@ class Trainer:
 
     @torch.no_grad()
     def stage_logprobs(
-        self, batch: RolloutBatch
+        self, batch: RolloutBatch, fresh: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Old and reference log-probs and values of the global batch; each rank computes its own rows."""
+        """Old and reference log-probs and values of the global batch (no old ones for ``fresh`` rows);
+        each rank computes its own rows."""
         self.policy.eval()
         rows = torch.tensor(self.dist.share(batch.size, "rows"), device=batch.input_ids.device)
         own = batch if self.dist.world == 1 else batch.select(rows)
@@ -272,14 +274,16 @@ class Trainer:
         skip = self.update.only_policy_loss() and not self.cfg.train.log_injected
         trained = rows_with_advantage(self.cfg.train, batch) if skip else None
         keep = None if trained is None else trained[rows].nonzero().flatten()
+        stale = torch.ones_like(batch.rewards, dtype=torch.bool) if fresh is None else ~fresh
+        stale = stale if trained is None else stale & trained
         old = None
-        if not self._on_policy(batch.size):
+        if bool(stale.any()):  # rows the update runs after its first optimizer step
             if self.cfg.train.log_injected:  # the same pass also scores the injected tokens (stage_injected)
                 both = self._forward_chunks(self.policy, own, (own.loss_mask + own.injected_mask).clamp(max=1))
                 self._injected_sums = (float((both * own.injected_mask).sum()), float(own.injected_mask.sum()))
                 old = both * own.loss_mask
             else:
-                old = self._forward_rows(self.policy, own, keep)
+                old = self._forward_rows(self.policy, own, stale[rows].nonzero().flatten())
         ref = None
         if self.reference is not None:
             with self.reference.model() as ref_model:
@@ -311,12 +315,6 @@ class Trainer:
         total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
         return {"actor/injected_logprob": total / count} if count else {}
 
-    def _on_policy(self, batch_size: int) -> bool:
-        """One optimizer step on exactly this batch: the old log-probs equal the new ones at update time."""
-        t = self.cfg.train
-        kl_needs_old = t.kl_coef > 0 and t.kl_in_reward
-        return t.fast_paths and t.epochs == 1 and t.mini_batch >= batch_size and not kl_needs_old
-
     def _forward_rows(self, model: Any, batch: RolloutBatch, keep: torch.Tensor | None) -> torch.Tensor:
         """:meth:`_forward_chunks` over rows ``keep`` only (None: all), zeros elsewhere."""
         if keep is None or len(keep) == batch.size:
@@ -341,8 +339,10 @@ class Trainer:
         return compute_advantages(self.cfg.train, batch, old, ref, values)
 
     def stage_update(self, scored: Scored) -> dict[str, float]:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.state.step)
-        return self.update.run(scored, gen)
+        return self.update.run(scored, self._update_gen())
+
+    def _update_gen(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed * 7919 + self.state.step)  # the step's row order
 
     def stage_audit(self, drawn: Drawn, searches: float) -> dict[str, float]:
         """``audit/…``: behaviour checks over every trajectory the step generated (:mod:`searchrl.audit`)."""

@@ -27,7 +27,7 @@ import torch
 from searchrl.algorithms.losses import KL_ESTIMATORS, POLICY_LOSSES, value_loss
 from searchrl.algorithms.masked import masked_mean
 from searchrl.config import TrainConfig
-from searchrl.trainer.batch import Scored
+from searchrl.trainer.batch import RolloutBatch, Scored
 from searchrl.trainer.critic import ValueModel
 from searchrl.trainer.distributed import Distributed
 from searchrl.trainer.prefix import batch_logprobs, by_length, group_order
@@ -74,14 +74,30 @@ class PolicyUpdate:
         self.policy.train()
         stats: dict[str, list[float]] = {}
         for _ in range(self.t.epochs):
-            if self.t.shared_prompt:  # whole groups per mini-batch, so micro-batches can share prompts
-                perm = group_order(scored.batch.group, gen)
-            else:
-                perm = torch.randperm(scored.batch.size, generator=gen)
+            perm = self.order(scored.batch, gen)
             for s in range(0, scored.batch.size, self.t.mini_batch):
                 for k, v in self.minibatch(scored, perm[s : s + self.t.mini_batch]).items():
                     stats.setdefault(k, []).append(v)
         return {k: float(np.mean(v)) for k, v in stats.items()}
+
+    def order(self, batch: RolloutBatch, gen: torch.Generator) -> torch.Tensor:
+        """An epoch's row order, drawn from ``gen``; mini-batches are its consecutive slices."""
+        if self.t.shared_prompt:  # whole groups per mini-batch, so micro-batches can share prompts
+            return group_order(batch.group, gen)
+        return torch.randperm(batch.size, generator=gen)
+
+    def first_step_rows(self, batch: RolloutBatch, gen: torch.Generator) -> torch.Tensor | None:
+        """Rows [B] (bool) of the first optimizer step when no later step reads their old log-probs (one
+        epoch; the KL is not in the reward, whose advantages would read them). Those rows are on-policy at
+        update time: their old log-probs are the update's own, detached (TRL does the same with one
+        iteration), so the old-log-prob pass skips them. ``gen`` must draw what :meth:`run`'s will. None:
+        every row needs its old log-probs."""
+        t = self.t
+        if not t.fast_paths or t.epochs != 1 or (t.kl_coef > 0 and t.kl_in_reward):
+            return None
+        rows = torch.zeros(batch.size, dtype=torch.bool, device=batch.input_ids.device)
+        rows[self.order(batch, gen)[: t.mini_batch].to(rows.device)] = True
+        return rows
 
     def minibatch(self, scored: Scored, index: torch.Tensor) -> dict[str, float]:
         """One optimizer step on rows ``index`` of ``scored`` (global rows; this rank runs its own of them)."""
@@ -170,6 +186,8 @@ class PolicyUpdate:
             self.policy, b, mask, shared=t.shared_prompt, with_entropy=bonus or t.log_entropy, entropy_grad=bonus
         )
         old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
+        if scored.fresh is not None and scored.old_logprobs is not None:  # on-policy rows: see first_step_rows
+            old = torch.where(scored.fresh[idx, None], new.detach(), old)
         pl = POLICY_LOSSES[t.policy_loss](
             new,
             old,
