@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from searchrl.trainer.batch import collate
-from searchrl.trainer.logprobs import token_logprobs
+from searchrl.trainer.logprobs import token_logprobs, trimmed_width
 from searchrl.trainer.lora import add_lora
 from searchrl.trainer.prefix import group_order, shared_prompt_logprobs
 from searchrl.types import Trajectory, Turn
@@ -51,13 +51,17 @@ def test_shared_prompt_logprobs_and_entropy_equal_the_unshared_pass(tiny_lm, row
         tiny_lm, b.input_ids, b.attention_mask, b.loss_mask, b.group, b.prompt_len, with_entropy=True
     )
     hook.remove()
-    width = b.input_ids.shape[1]  # each group's prompt (minus its last token) ran once, not once per row
+    # each group's prompt (minus its last token) ran once, not once per row, and only up to the longest
+    # row of the call: trailing columns that are padding in every row are not run
+    width = trimmed_width(b.attention_mask, b.loss_mask)
     expected = sum(
         (p - 1) + n * (width - p + 1)
         for g in torch.unique(b.group)
         for n, p in [(int((b.group == g).sum()), int(b.prompt_len[b.group == g][0]))]
     )
     assert sum(fed) == expected
+    if rows in ([1, 2], [5]):  # shorter than the batch's longest row: the trimmed width is what ran
+        assert width < b.input_ids.shape[1]
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     torch.testing.assert_close(got_ent, want_ent, rtol=0, atol=1e-5)
     assert bool((got[b.loss_mask == 0] == 0).all()) and bool((got[b.loss_mask == 1] < 0).all())
