@@ -170,6 +170,7 @@ class HTTPRetriever:
         self.dead_s = dead_s
         self.in_flight = in_flight
         self._pool: ThreadPoolExecutor | None = None  # made by the first call that spans several batches
+        self._fits = 0  # the largest batch a server has answered
         self._clock = clock
         self._dead_until = [0.0] * len(self.urls)
         self._next = 0
@@ -240,17 +241,24 @@ class HTTPRetriever:
         return self.cache.get((query, k, index_id)) if index_id is not None else None
 
     def _fetch(self, unique: list[str], which: list[int], k: int, seen: set[str | None]) -> dict[int, list[Passage]]:
-        """Rows of ``unique[i]`` for each i in ``which``, in requests of at most ``max_batch``."""
+        """Rows of ``unique[i]`` for each i in ``which``, in requests of at most ``max_batch``, ``in_flight``
+        at a time. Until a request of that size has been answered, the first goes alone: a 413 then lowers
+        the size before the others are cut."""
+        queries = [unique[i] for i in which]
+        rows: list[list[Passage]] = []
+        if queries and min(len(queries), self.max_batch) > self._fits:
+            rows = self._search_fitting(queries[: self.max_batch], k, seen)
         size = self.max_batch
-        chunks = [[unique[i] for i in which[at : at + size]] for at in range(0, len(which), size)]
+        chunks = [queries[at : at + size] for at in range(len(rows), len(queries), size)]
         if len(chunks) > 1 and self.in_flight > 1:
             with self._lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="searchrl-http")
-            parts = list(self._pool.map(lambda chunk: self._search_fitting(chunk, k, seen), chunks))
+                pool = self._pool
+            parts = list(pool.map(lambda chunk: self._search_fitting(chunk, k, seen), chunks))
         else:
             parts = [self._search_fitting(chunk, k, seen) for chunk in chunks]
-        return dict(zip(which, (row for part in parts for row in part), strict=True))
+        return dict(zip(which, rows + [row for part in parts for row in part], strict=True))
 
     def _probe_index(self) -> str | None:
         """The index id a live replica's ``/health`` names (None if none answers)."""
@@ -268,12 +276,15 @@ class HTTPRetriever:
         try:
             rows, index_id = self._post(queries, k)
             seen.add(index_id)
+            with self._lock:
+                self._fits = max(self._fits, len(queries))
             return rows
         except HTTPStatusError as exc:
             if exc.status != 413 or len(queries) == 1:
                 raise
         half = (len(queries) + 1) // 2
-        self.max_batch = min(self.max_batch, half)
+        with self._lock:
+            self.max_batch = min(self.max_batch, half)
         return self._search_fitting(queries[:half], k, seen) + self._search_fitting(queries[half:], k, seen)
 
     def _post(self, queries: list[str], k: int) -> tuple[list[list[Passage]], str | None]:
@@ -310,8 +321,10 @@ class HTTPRetriever:
         return parse_result(body, len(queries), what), index_id
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> HTTPRetriever:
@@ -323,10 +336,15 @@ class HTTPRetriever:
 
 def _json(resp: httpx.Response) -> Any:
     """The body as JSON: orjson (UTF-8, a few times faster on big batches), else Python's decoder on the
-    text in the charset the server names (latin-1, NaN); raises ValueError when neither reads it."""
+    bytes (a byte-order mark, UTF-16/32, NaN), else on the text in the charset the server names (latin-1);
+    raises ValueError when none reads it."""
     try:
         return orjson.loads(resp.content)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(resp.content)  # a byte-order mark, UTF-16/32, NaN
+    except ValueError:
         return json.loads(resp.text)
 
 

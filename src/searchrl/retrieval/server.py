@@ -180,7 +180,7 @@ def format_result(rows: Sequence[Sequence[Passage]], return_scores: bool) -> dic
         for p in row:
             doc = {"id": p.id, "contents": p.contents}
             if return_scores:
-                score = p.score if p.score is not None and math.isfinite(p.score) else None
+                score = float(p.score) if p.score is not None and math.isfinite(p.score) else None  # np.float64 too
                 items.append({"document": doc, "score": score})
             else:
                 items.append(doc)

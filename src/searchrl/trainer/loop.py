@@ -15,9 +15,9 @@ Deviations from the papers, on purpose:
 * The KL reference is the policy the RL run starts from (its checkpoint 0: a warm start, a stage-1
   policy), not the model without its adapter; ``train.log_kl`` logs that KL when ``kl_coef`` is 0.
 * Old log-probs are recomputed with the training forward pass rather than taken from the sampler, so
-  the first PPO ratio is exactly 1 even when sampling used another numerical path (e.g. vLLM). When a
-  step is fully on-policy (one epoch, one mini-batch) that pass is skipped and the detached new
-  log-probs stand in for it: the same gradient, one forward pass fewer (``train.fast_paths``).
+  the first PPO ratio is exactly 1 even when sampling used another numerical path (e.g. vLLM). Rows of
+  the first optimizer step of a one-epoch update skip that pass (all rows when there is one mini-batch):
+  they are on-policy when they run, so the detached new log-probs stand in (``train.fast_paths``).
 * Rows whose advantages are all zero (a GRPO group with equal rewards) are not run through the update
   when no other loss term needs them; their gradient is exactly zero anyway (``train.fast_paths``).
 """
