@@ -152,7 +152,8 @@ def main() -> None:
         today, best = results["today"], results[name]
         if today["informative_per_cpu_s"] > 0:
             ratio = best["informative_per_cpu_s"] / today["informative_per_cpu_s"]
-            print(f"RL efficiency ratio ({name} ÷ today): {ratio:.2f}")
+            what = "all features" if name == "all" else "lean: curriculum + lora_layers"
+            print(f"RL efficiency ratio ({what} ÷ today): {ratio:.2f}")
         print(
             f"update seconds per sample ({name} ÷ today): {best['update_s_per_sample'] / today['update_s_per_sample']:.2f};"
             f" per informative sample: {best['update_s_per_informative'] / today['update_s_per_informative']:.2f}"
