@@ -31,6 +31,7 @@ from searchrl.data.real import RealSource, real_world
 from searchrl.data.world import World, generate_world
 from searchrl.eval.manifest import eval_manifest
 from searchrl.eval.run import evaluate, write_results
+from searchrl.experiment.reuse import copy_curriculum, copy_run, copy_warm_start
 from searchrl.experiment.spec import Arm, ExperimentSpec
 from searchrl.export.folder import merged_start
 from searchrl.models import load_policy
@@ -74,6 +75,7 @@ class Experiment:
     retriever: BM25Retriever
     held_out: list[QAExample]
     log: Log
+    sources: list[Path]  # other experiment folders whose identical finished runs are copied (reuse.py)
 
     @classmethod
     def prepare(cls, spec: ExperimentSpec, out: str | Path, log: Log = print) -> Experiment:
@@ -91,7 +93,7 @@ class Experiment:
         split = world.questions[spec.held_out.split]
         held = [e for kind, n in spec.held_out.per_type.items() for e in pick(split, kind, n)]
         log(f"{where}: {len(world.passages)} passages; held-out {len(held)}")
-        return cls(spec, out, world, BM25Retriever.build(world.passages), held, log)
+        return cls(spec, out, world, BM25Retriever.build(world.passages), held, log, spec.reuse_sources(out))
 
     # -- question sets ------------------------------------------------------------------------------
     def warm_golds(self) -> list[GoldTrajectory]:
@@ -124,6 +126,8 @@ class Experiment:
         label = "base" if start is None else "__".join(start.parent.relative_to(self.out).parts)
         path = self.out / "curriculum" / f"{label}.json"
         pool = {e.id: e for e in self.rl_examples()}
+        if not path.is_file() and copy_curriculum(self.out, self.spec, label, start, self.sources):
+            self.log(f"curriculum from {label}: copied ({json.loads(path.read_text())['copied_from']})")
         if path.is_file():
             saved = json.loads(path.read_text())
             same = type(cur).model_validate(saved["settings"]) == cur  # a record from before a new field: defaults
@@ -278,6 +282,14 @@ class Experiment:
         rows_path = run_dir / "eval" / "heldout.jsonl"
         if rows_path.is_file():
             return rows_path
+        if not (run_dir / "reused_from.json").is_file():
+            reused = copy_run(self.out, self.spec, arm, seed, self.sources)
+            if reused is not None:
+                self.log(
+                    f"{arm.name} seed {seed}: copied from {reused['from']} (held-out rows: {reused['held_out_rows']})"
+                )
+                if reused["held_out_rows"]:
+                    return rows_path
         run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cfg, policy, tok = self.policy_for(arm, seed, run_dir)
@@ -300,6 +312,9 @@ class Experiment:
     def run(self, only: list[str] | None = None) -> None:
         """Every arm x seed in file order (seed-major within an arm); ``only`` limits it to some arms."""
         if any(a.init == "warm_start" for a in self.spec.arms):
+            src = copy_warm_start(self.out, self.spec, self.sources)
+            if src is not None:
+                self.log(f"warm start: copied from {src} (the same settings)")
             self.warm_start()
         for arm in self.spec.arms:
             if only and arm.name not in only:

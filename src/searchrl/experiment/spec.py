@@ -135,6 +135,11 @@ class ExperimentSpec(_Strict):
     arms: list[Arm] = Field(min_length=1)
     claims: list[Claim] = Field(default_factory=list)
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples.")
+    reuse: list[str] = Field(
+        default_factory=list,
+        description="Other experiments' output folders whose identical finished runs are copied "
+        "(searchrl.experiment.reuse); a calibration also looks in each one's `_dev` folder.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
@@ -173,7 +178,16 @@ class ExperimentSpec(_Strict):
         """The same experiment on the dev split with the first seed: where settings are picked."""
         per_type = self.held_out.calibration_per_type or self.held_out.per_type
         held = self.held_out.model_copy(update={"split": "dev", "per_type": per_type})
-        return self.model_copy(update={"name": f"{self.name}_dev", "held_out": held, "seeds": self.seeds[:1]})
+        reuse = [f"{p}_dev" for p in self.reuse] + self.reuse  # their calibrations first: same held-out rows
+        update = {"name": f"{self.name}_dev", "held_out": held, "seeds": self.seeds[:1], "reuse": reuse}
+        return self.model_copy(update=update)
+
+    def reuse_sources(self, out: Path) -> list[Path]:
+        """Where :mod:`searchrl.experiment.reuse` looks for finished runs: the ``reuse`` folders and, for a
+        run on test, this experiment's own calibration beside ``out`` (its seed 0 trains the same)."""
+        own = [] if self.name.endswith("_dev") else [out.parent / f"{self.name}_dev"]
+        theirs = [Path(p) for p in self.reuse]
+        return [p for p in theirs + own + [Path(f"{p}_dev") for p in self.reuse] if p.resolve() != out.resolve()]
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)

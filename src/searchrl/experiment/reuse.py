@@ -1,0 +1,157 @@
+"""Runs another experiment folder already has: copied, not trained again.
+
+An experiment often shares arms with another one (F2's masked arm is F1's GRPO arm), and its test run
+trains seed 0 exactly as its dev calibration did (training never reads the held-out split). ``reuse:``
+in an experiment file names such folders; ``searchrl experiment`` also looks in the calibration folder
+(``<name>_dev`` beside the output folder) when it runs on test. A run is copied only when it is the run
+this experiment would train:
+
+* the same world (or real data), warm start settings, RL question types and shared config; for the arm
+  (and every arm it starts from): the same init, steps, overrides and curriculum flag, and the same
+  curriculum settings when it uses one;
+* the same warm start checkpoint, byte for byte (a missing warm start is copied from the first source
+  whose settings match; one trained here that differs blocks reuse);
+* its training finished (its last checkpoint is at the arm's step count).
+
+Its held-out rows come along only when the held-out set and the evaluation method are the same too;
+otherwise the trained run is evaluated here. ``reused_from.json`` in the run folder says where it came
+from; the source's own timing is kept as ``timing.source.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from searchrl.experiment.spec import Arm, ExperimentSpec
+from searchrl.trainer.checkpoint import latest_checkpoint
+from searchrl.utils import atomic_write_text
+
+SHARED = ("world", "data", "warm_start", "rl_types", "config")
+EVAL_FILES = ("eval", "report.html", "timing.json")
+
+
+def load_source(folder: Path) -> ExperimentSpec | None:
+    """The spec another experiment folder ran (its ``spec.yaml``), or None when it has none or an invalid one."""
+    try:
+        return ExperimentSpec.model_validate(yaml.safe_load((folder / "spec.yaml").read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError):
+        return None
+
+
+def same_warm_start(mine: ExperimentSpec, theirs: ExperimentSpec) -> bool:
+    return all(getattr(mine, f) == getattr(theirs, f) for f in ("world", "data", "warm_start", "config"))
+
+
+def why_not_same_training(mine: ExperimentSpec, theirs: ExperimentSpec, arm: str) -> str | None:
+    """None when ``theirs`` trains arm ``arm`` exactly as ``mine`` does; else the first difference."""
+    for field in SHARED:
+        if getattr(mine, field) != getattr(theirs, field):
+            return f"its {field} differs"
+    name = arm
+    while name not in ("base", "warm_start"):
+        a = mine.arm(name)
+        b = next((x for x in theirs.arms if x.name == name), None)
+        if b is None:
+            return f"it has no arm '{name}'"
+        if (a.init, a.steps, a.overrides, a.curriculum) != (b.init, b.steps, b.overrides, b.curriculum):
+            return f"its arm '{name}' differs"
+        if a.curriculum and mine.curriculum != theirs.curriculum:
+            return "its curriculum differs"
+        name = a.init
+    return None
+
+
+def fingerprint(folder: Path) -> str | None:
+    """sha256 of the policy weights of ``folder``'s first checkpoint (the warm start's only one)."""
+    ckpt = folder / "ckpt-000000" / "policy.safetensors"
+    if not ckpt.is_file():
+        return None
+    digest = hashlib.sha256()
+    with ckpt.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finished_warm_start(folder: Path) -> bool:
+    return (folder / "sft.json").is_file() and latest_checkpoint(folder) is not None
+
+
+def copy_warm_start(out: Path, spec: ExperimentSpec, sources: list[Path]) -> Path | None:
+    """Copy a matching finished warm start into ``out/warm_start`` when this experiment has none yet."""
+    if finished_warm_start(out / "warm_start"):
+        return None
+    for src in sources:
+        theirs = load_source(src)
+        if theirs is not None and same_warm_start(spec, theirs) and finished_warm_start(src / "warm_start"):
+            shutil.copytree(src / "warm_start", out / "warm_start", dirs_exist_ok=True)
+            return src
+    return None
+
+
+def copy_run(out: Path, spec: ExperimentSpec, arm: Arm, seed: int, sources: list[Path]) -> dict[str, object] | None:
+    """Copy arm x seed's finished run from a source that trained it identically, preferring one whose
+    held-out rows can be kept; the record written to ``reused_from.json``, or None when no source has it."""
+    for need_rows in (True, False):
+        for src in sources:
+            record = _copy_from(out, spec, arm, seed, src, need_rows)
+            if record is not None:
+                return record
+    return None
+
+
+def _copy_from(
+    out: Path, spec: ExperimentSpec, arm: Arm, seed: int, src: Path, need_rows: bool
+) -> dict[str, object] | None:
+    theirs = load_source(src)
+    if theirs is None or why_not_same_training(spec, theirs, arm.name) is not None:
+        return None
+    run = src / "arms" / arm.name / f"seed{seed}"
+    rows = run / "eval" / "heldout.jsonl"
+    keep_rows = theirs.held_out == spec.held_out and theirs.arm(arm.name).method == arm.method and rows.is_file()
+    if need_rows != keep_rows:
+        return None
+    if arm.steps > 0:  # finished training: its last checkpoint at the arm's step count, or stopped by the watchdog
+        ckpt = latest_checkpoint(run)
+        done = ckpt is not None and ckpt.name.endswith(f"{arm.steps:06d}")
+        if not (done or (ckpt is not None and (run / "watchdog_stop.txt").is_file())):
+            return None
+    elif not keep_rows:
+        return None  # nothing trained: only its rows would be worth copying
+    if spec.warm_start is not None and fingerprint(out / "warm_start") != fingerprint(src / "warm_start"):
+        return None
+    here = out / "arms" / arm.name / f"seed{seed}"
+    skip = () if keep_rows else EVAL_FILES
+    shutil.copytree(run, here, dirs_exist_ok=True, ignore=lambda _d, names: [n for n in names if n in skip])
+    if not keep_rows and (run / "timing.json").is_file():
+        shutil.copyfile(run / "timing.json", here / "timing.source.json")
+    record: dict[str, object] = {"from": str(run), "held_out_rows": keep_rows}
+    atomic_write_text(here / "reused_from.json", json.dumps(record, indent=1))
+    return record
+
+
+def copy_curriculum(out: Path, spec: ExperimentSpec, label: str, start: Path | None, sources: list[Path]) -> bool:
+    """Copy the curriculum record ``curriculum/<label>.json`` of a source with the same curriculum settings,
+    RL questions and starting policy (the warm start, byte for byte), its ``start`` rewritten to ours."""
+    if label != "warm_start" or start is None:
+        return False
+    for src in sources:
+        theirs = load_source(src)
+        path = src / "curriculum" / f"{label}.json"
+        if theirs is None or not path.is_file() or theirs.curriculum != spec.curriculum:
+            continue
+        if any(getattr(spec, f) != getattr(theirs, f) for f in SHARED):
+            continue
+        if fingerprint(out / "warm_start") != fingerprint(src / "warm_start"):
+            continue
+        record = json.loads(path.read_text())
+        record.update(start=str(start), copied_from=str(path))
+        atomic_write_text(out / "curriculum" / f"{label}.json", json.dumps(record, indent=1))
+        return True
+    return False

@@ -1,0 +1,97 @@
+"""Reusing finished runs: another experiment's identical arm is copied with its held-out rows, a test run
+reuses its calibration's training (and curriculum record) and evaluates it again, and a run trained
+differently is never copied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from searchrl.experiment.reuse import fingerprint, why_not_same_training
+from searchrl.experiment.runner import Experiment, run_dir_of
+from searchrl.experiment.spec import ExperimentSpec
+
+
+def spec_dict(model: Path, name: str, arms: list[dict[str, Any]], reuse: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "world": {"seed": 2, "size": "tiny"},
+        "held_out": {"split": "test", "per_type": {"1hop": 2}},
+        "seeds": [0],
+        "config": {
+            "model": {"path": str(model)},
+            "rollout": {"max_new_tokens": 4, "max_turns": 2, "group_size": 2},
+            "train": {"prompts_per_step": 2, "mini_batch": 4, "micro_batch": 2, "lora_r": 4, "checkpoint_every": 1},
+        },
+        "warm_start": {"per_type": {"1hop": 2}},
+        "rl_types": ["1hop"],
+        "arms": arms,
+        "reuse": reuse or [],
+    }
+
+
+GRPO = {"name": "grpo", "steps": 1}
+
+
+def run(data: dict[str, Any], out: Path, calibrate: bool = False) -> tuple[Experiment, list[str]]:
+    spec = ExperimentSpec.model_validate(data)
+    if calibrate:
+        spec = spec.for_calibration()
+    log: list[str] = []
+    exp = Experiment.prepare(spec, out, log=log.append)
+    exp.run()
+    return exp, log
+
+
+def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    run(spec_dict(tiny_model_dir, "first", [GRPO]), first)
+    unmasked = {"name": "unmasked", "steps": 1, "overrides": ["train.mask_retrieved_tokens=false"]}
+    second = tmp_path / "second"
+    _, log = run(spec_dict(tiny_model_dir, "second", [GRPO, unmasked], reuse=[str(first)]), second)
+    assert any("warm start: copied" in m for m in log) and not any(m.startswith("warm start: 2 gold") for m in log)
+    assert fingerprint(second / "warm_start") == fingerprint(first / "warm_start") is not None
+    mine, theirs = run_dir_of(second, "grpo", 0), run_dir_of(first, "grpo", 0)
+    assert json.loads((mine / "reused_from.json").read_text()) == {"from": str(theirs), "held_out_rows": True}
+    for name in ("eval/heldout.jsonl", "metrics.jsonl"):
+        assert (mine / name).read_bytes() == (theirs / name).read_bytes()
+    assert not any("grpo seed 0: step" in m for m in log)  # not trained again
+    assert any("unmasked seed 0: step 1/1" in m for m in log)  # the arm the source does not have is trained
+    assert not (run_dir_of(second, "unmasked", 0) / "reused_from.json").exists()
+
+
+def test_a_test_run_reuses_its_calibrations_training_and_evaluates_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = spec_dict(tiny_model_dir, "exp", [GRPO, {"name": "cur", "steps": 1, "curriculum": True}])
+    data["curriculum"] = {"candidates": 4, "k": 2, "band": [0, 2], "seed": 3}
+    run(data, tmp_path / "exp_dev", calibrate=True)
+    _, log = run(data, tmp_path / "exp")
+    record = json.loads((tmp_path / "exp" / "curriculum" / "warm_start.json").read_text())  # not rolled out again
+    assert record["copied_from"] == str(tmp_path / "exp_dev" / "curriculum" / "warm_start.json")
+    assert record["start"] == str(tmp_path / "exp" / "warm_start" / "ckpt-000000")
+    assert any("curriculum from warm_start: copied" in m for m in log)
+    assert json.loads((run_dir_of(tmp_path / "exp", "cur", 0) / "reused_from.json").read_text())["held_out_rows"] is False
+    mine, dev = run_dir_of(tmp_path / "exp", "grpo", 0), run_dir_of(tmp_path / "exp_dev", "grpo", 0)
+    assert json.loads((mine / "reused_from.json").read_text())["held_out_rows"] is False
+    assert (mine / "metrics.jsonl").read_bytes() == (dev / "metrics.jsonl").read_bytes()
+    assert (mine / "timing.source.json").is_file() and (mine / "eval" / "heldout.jsonl").is_file()
+    held = {json.loads(x)["id"] for x in (mine / "eval" / "heldout.jsonl").read_text().splitlines()}
+    assert held.isdisjoint(json.loads(x)["id"] for x in (dev / "eval" / "heldout.jsonl").read_text().splitlines())
+    assert not any("grpo seed 0: step" in m for m in log) and any("held-out EM" in m for m in log)
+
+
+def test_a_run_trained_differently_is_not_copied(tiny_model_dir: Path, tmp_path: Path) -> None:
+    first = spec_dict(tiny_model_dir, "first", [GRPO])
+    other = json.loads(json.dumps(first))
+    other["config"]["train"]["lr"] = 3e-4
+    a, b = ExperimentSpec.model_validate(first), ExperimentSpec.model_validate(other)
+    assert why_not_same_training(a, b, "grpo") == "its config differs"
+    longer = ExperimentSpec.model_validate({**first, "arms": [{"name": "grpo", "steps": 2}]})
+    assert why_not_same_training(a, longer, "grpo") == "its arm 'grpo' differs"
+    assert why_not_same_training(a, ExperimentSpec.model_validate({**first, "arms": [{"name": "x"}]}), "grpo") == (
+        "it has no arm 'grpo'"
+    )
+    run(first, tmp_path / "first")
+    _, log = run({**other, "name": "other", "reuse": [str(tmp_path / "first")]}, tmp_path / "other")
+    assert not (run_dir_of(tmp_path / "other", "grpo", 0) / "reused_from.json").exists()
+    assert any("grpo seed 0: step 1/1" in m for m in log)
