@@ -70,7 +70,9 @@ def test_a_test_run_reuses_its_calibrations_training_and_evaluates_it(tiny_model
     assert record["copied_from"] == str(tmp_path / "exp_dev" / "curriculum" / "warm_start.json")
     assert record["start"] == str(tmp_path / "exp" / "warm_start" / "ckpt-000000")
     assert any("curriculum from warm_start: copied" in m for m in log)
-    assert json.loads((run_dir_of(tmp_path / "exp", "cur", 0) / "reused_from.json").read_text())["held_out_rows"] is False
+    assert (
+        json.loads((run_dir_of(tmp_path / "exp", "cur", 0) / "reused_from.json").read_text())["held_out_rows"] is False
+    )
     mine, dev = run_dir_of(tmp_path / "exp", "grpo", 0), run_dir_of(tmp_path / "exp_dev", "grpo", 0)
     assert json.loads((mine / "reused_from.json").read_text())["held_out_rows"] is False
     assert (mine / "metrics.jsonl").read_bytes() == (dev / "metrics.jsonl").read_bytes()
