@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from searchrl.experiment.findings import write_findings
 from searchrl.experiment.reuse import fingerprint, why_not_same_training
 from searchrl.experiment.runner import Experiment, run_dir_of
 from searchrl.experiment.spec import ExperimentSpec
@@ -49,7 +50,7 @@ def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(tiny_mod
     run(spec_dict(tiny_model_dir, "first", [GRPO]), first)
     unmasked = {"name": "unmasked", "steps": 1, "overrides": ["train.mask_retrieved_tokens=false"]}
     second = tmp_path / "second"
-    _, log = run(spec_dict(tiny_model_dir, "second", [GRPO, unmasked], reuse=[str(first)]), second)
+    exp, log = run(spec_dict(tiny_model_dir, "second", [GRPO, unmasked], reuse=[str(first)]), second)
     assert any("warm start: copied" in m for m in log) and not any(m.startswith("warm start: 2 gold") for m in log)
     assert fingerprint(second / "warm_start") == fingerprint(first / "warm_start") is not None
     mine, theirs = run_dir_of(second, "grpo", 0), run_dir_of(first, "grpo", 0)
@@ -59,6 +60,8 @@ def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(tiny_mod
     assert not any("grpo seed 0: step" in m for m in log)  # not trained again
     assert any("unmasked seed 0: step 1/1" in m for m in log)  # the arm the source does not have is trained
     assert not (run_dir_of(second, "unmasked", 0) / "reused_from.json").exists()
+    cpu = write_findings(exp.spec, second).read_text().split("## CPU per run")[1]
+    assert "| grpo | seed0 |" in cpu and "run and rows from first/arms/grpo/seed0" in cpu
 
 
 def test_a_test_run_reuses_its_calibrations_training_and_evaluates_it(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -299,10 +299,14 @@ def cpu_section(out: Path, runs: dict[str, list[Path]]) -> Section:
             t = json.loads((d / "timing.json").read_text()) if (d / "timing.json").is_file() else {}
             report = d / "report.html"
             link: Cell = Link("report", report.relative_to(out).as_posix()) if report.is_file() else "–"
-            rows.append(
-                [name, d.name, f"{t.get('train_s', float('nan')):.0f}", f"{t.get('eval_s', float('nan')):.0f}", link]
-            )
-    header = ["arm", "seed", "RL + load (s)", "held-out eval (s)", "run report"]
+            copied = "–"
+            if (d / "reused_from.json").is_file():  # searchrl.experiment.reuse
+                rec = json.loads((d / "reused_from.json").read_text())
+                what = "run and rows" if rec.get("held_out_rows") else "training"
+                copied = f"{what} from {'/'.join(Path(rec['from']).parts[-4:])}"
+            train, held = f"{t.get('train_s', float('nan')):.0f}", f"{t.get('eval_s', float('nan')):.0f}"
+            rows.append([name, d.name, train, held, copied, link])
+    header = ["arm", "seed", "RL + load (s)", "held-out eval (s)", "copied", "run report"]
     return Section("CPU per run", tables=[Table(header, rows)])
 
 
