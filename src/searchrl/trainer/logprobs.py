@@ -9,6 +9,7 @@ once, gather the hidden states of the positions whose target is in ``positions``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -47,24 +48,41 @@ def token_logprobs(
     path (logits never stored). Trailing columns that are padding in every row (a micro-batch of rows shorter
     than the step's longest) are not run: a causal model's earlier positions never attend to them.
     """
-    width = trimmed_width(attention_mask, positions)
-    if width < input_ids.shape[1]:
-        lp, ent = token_logprobs(
-            model,
-            input_ids[:, :width],
-            attention_mask[:, :width],
-            positions[:, : width - 1],
-            chunk=chunk,
-            with_entropy=with_entropy,
-            entropy_grad=entropy_grad,
-        )
-        grow = (0, input_ids.shape[1] - width)
-        return torch.nn.functional.pad(lp, grow), None if ent is None else torch.nn.functional.pad(ent, grow)
+    trimmed = at_trimmed_width(
+        lambda i, a, p: token_logprobs(
+            model, i, a, p, chunk=chunk, with_entropy=with_entropy, entropy_grad=entropy_grad
+        ),
+        input_ids,
+        attention_mask,
+        positions,
+    )
+    if trimmed is not None:
+        return trimmed
     body, head = body_and_head(model)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [B, T-1, H]
     return head_logprobs_at(
         head, hidden, input_ids, positions, chunk=chunk, with_entropy=with_entropy, entropy_grad=entropy_grad
     )
+
+
+LogProbs = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def at_trimmed_width(
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LogProbs],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+) -> LogProbs | None:
+    """``fn(input_ids, attention_mask, positions)`` on the :func:`trimmed_width` columns, its (log-probs,
+    entropy) padded back to [B, T-1] with zeros; None when nothing can be trimmed (the caller runs in full).
+    A causal model's earlier positions never attend to the trailing columns, so the values are the same."""
+    width = trimmed_width(attention_mask, positions)
+    if width >= input_ids.shape[1]:
+        return None
+    lp, ent = fn(input_ids[:, :width], attention_mask[:, :width], positions[:, : width - 1])
+    grow = (0, input_ids.shape[1] - width)
+    return torch.nn.functional.pad(lp, grow), None if ent is None else torch.nn.functional.pad(ent, grow)
 
 
 def trimmed_width(attention_mask: torch.Tensor, positions: torch.Tensor) -> int:

@@ -24,7 +24,7 @@ import torch
 
 from searchrl.models import cache_kwarg
 from searchrl.trainer.batch import RolloutBatch
-from searchrl.trainer.logprobs import LOGPROB_CHUNK, body_and_head, head_logprobs_at, token_logprobs, trimmed_width
+from searchrl.trainer.logprobs import LOGPROB_CHUNK, at_trimmed_width, body_and_head, head_logprobs_at, token_logprobs
 
 
 def _group_hidden(body: Any, ids: torch.Tensor, attention: torch.Tensor, shared: int, kwarg: str) -> torch.Tensor:
@@ -58,21 +58,15 @@ def shared_prompt_logprobs(
     group, prompt_len: [B] (the rows of one group share their prompt). Right-padded rows, as collated.
     Trailing columns that are padding in every row are not run (as in ``token_logprobs``).
     """
-    width = trimmed_width(attention_mask, positions)
-    if width < input_ids.shape[1]:
-        lp, ent = shared_prompt_logprobs(
-            model,
-            input_ids[:, :width],
-            attention_mask[:, :width],
-            positions[:, : width - 1],
-            group,
-            prompt_len,
-            chunk=chunk,
-            with_entropy=with_entropy,
-            entropy_grad=entropy_grad,
-        )
-        grow = (0, input_ids.shape[1] - width)
-        return torch.nn.functional.pad(lp, grow), None if ent is None else torch.nn.functional.pad(ent, grow)
+    options: dict[str, Any] = {"chunk": chunk, "with_entropy": with_entropy, "entropy_grad": entropy_grad}
+    trimmed = at_trimmed_width(
+        lambda i, a, p: shared_prompt_logprobs(model, i, a, p, group, prompt_len, **options),
+        input_ids,
+        attention_mask,
+        positions,
+    )
+    if trimmed is not None:
+        return trimmed
     body, head = body_and_head(model)
     kwarg = cache_kwarg(body)
     b, t = input_ids.shape
