@@ -96,7 +96,15 @@ def test_a_run_trained_differently_is_not_copied(tiny_model_dir: Path, tmp_path:
     assert why_not_same_training(a, ExperimentSpec.model_validate({**first, "arms": [{"name": "x"}]}), "grpo") == (
         "it has no arm 'grpo'"
     )
+    chain = ExperimentSpec.model_validate({**first, "arms": [GRPO, {"name": "more", "init": "grpo", "steps": 1}]})
+    assert why_not_same_training(chain, chain, "more") == "arm 'more' starts from another arm"
     run(first, tmp_path / "first")
     _, log = run({**other, "name": "other", "reuse": [str(tmp_path / "first")]}, tmp_path / "other")
     assert not (run_dir_of(tmp_path / "other", "grpo", 0) / "reused_from.json").exists()
     assert any("grpo seed 0: step 1/1" in m for m in log)
+    # a source whose file was edited after its run finished: its spec.yaml matches, the run's config.yaml does not
+    source = tmp_path / "first" / "arms" / "grpo" / "seed0" / "config.yaml"
+    source.write_text(source.read_text().replace("lr: 0.0001", "lr: 0.0003"))
+    _, log = run({**first, "name": "third", "reuse": [str(tmp_path / "first")]}, tmp_path / "third")
+    assert not (run_dir_of(tmp_path / "third", "grpo", 0) / "reused_from.json").exists()
+    assert any("warm start: copied" in m for m in log) and any("grpo seed 0: step 1/1" in m for m in log)

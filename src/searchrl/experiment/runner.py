@@ -81,7 +81,8 @@ class Experiment:
     def prepare(cls, spec: ExperimentSpec, out: str | Path, log: Log = print) -> Experiment:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        saved = spec.model_dump(mode="json", exclude={"world"} if spec.data is not None else None)
+        atomic_write_text(out / "spec.yaml", yaml.safe_dump(saved, sort_keys=False))
         if spec.data is None:
             world = generate_world(spec.world.seed, spec.world.size)  # type: ignore[arg-type]
             where = f"world seed {spec.world.seed} {spec.world.size}"

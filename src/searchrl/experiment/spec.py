@@ -185,9 +185,11 @@ class ExperimentSpec(_Strict):
     def reuse_sources(self, out: Path) -> list[Path]:
         """Where :mod:`searchrl.experiment.reuse` looks for finished runs: the ``reuse`` folders and, for a
         run on test, this experiment's own calibration beside ``out`` (its seed 0 trains the same)."""
-        own = [] if self.name.endswith("_dev") else [out.parent / f"{self.name}_dev"]
-        theirs = [Path(p) for p in self.reuse]
-        return [p for p in theirs + own + [Path(f"{p}_dev") for p in self.reuse] if p.resolve() != out.resolve()]
+        theirs = [Path(p) for p in self.reuse]  # a calibration's list already starts with their `_dev` folders
+        if not self.name.endswith("_dev"):
+            theirs += [out.parent / f"{self.name}_dev", *(Path(f"{p}_dev") for p in self.reuse)]
+        unique = {p.resolve(): p for p in reversed(theirs)}  # first occurrence wins
+        return [p for p in theirs if unique.get(p.resolve()) is p and p.resolve() != out.resolve()]
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
