@@ -5,8 +5,11 @@ differently is never copied."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from searchrl.experiment.findings import write_findings
 from searchrl.experiment.reuse import fingerprint, why_not_same_training
@@ -45,9 +48,17 @@ def run(data: dict[str, Any], out: Path, calibrate: bool = False) -> tuple[Exper
     return exp, log
 
 
-def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
-    first = tmp_path / "first"
-    run(spec_dict(tiny_model_dir, "first", [GRPO]), first)
+@pytest.fixture(scope="module")
+def first(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished experiment (warm start, one GRPO step, held-out rows) that the tests copy from."""
+    out = tmp_path_factory.mktemp("reuse") / "first"
+    run(spec_dict(tiny_model_dir, "first", [GRPO]), out)
+    return out
+
+
+def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(
+    tiny_model_dir: Path, tmp_path: Path, first: Path
+) -> None:
     unmasked = {"name": "unmasked", "steps": 1, "overrides": ["train.mask_retrieved_tokens=false"]}
     second = tmp_path / "second"
     exp, log = run(spec_dict(tiny_model_dir, "second", [GRPO, unmasked], reuse=[str(first)]), second)
@@ -85,26 +96,24 @@ def test_a_test_run_reuses_its_calibrations_training_and_evaluates_it(tiny_model
     assert not any("grpo seed 0: step" in m for m in log) and any("held-out EM" in m for m in log)
 
 
-def test_a_run_trained_differently_is_not_copied(tiny_model_dir: Path, tmp_path: Path) -> None:
-    first = spec_dict(tiny_model_dir, "first", [GRPO])
-    other = json.loads(json.dumps(first))
+def test_a_run_trained_differently_is_not_copied(tiny_model_dir: Path, tmp_path: Path, first: Path) -> None:
+    data = spec_dict(tiny_model_dir, "first", [GRPO])
+    other = json.loads(json.dumps(data))
     other["config"]["train"]["lr"] = 3e-4
-    a, b = ExperimentSpec.model_validate(first), ExperimentSpec.model_validate(other)
+    a, b = ExperimentSpec.model_validate(data), ExperimentSpec.model_validate(other)
     assert why_not_same_training(a, b, "grpo") == "its config differs"
-    longer = ExperimentSpec.model_validate({**first, "arms": [{"name": "grpo", "steps": 2}]})
+    longer = ExperimentSpec.model_validate({**data, "arms": [{"name": "grpo", "steps": 2}]})
     assert why_not_same_training(a, longer, "grpo") == "its arm 'grpo' differs"
-    assert why_not_same_training(a, ExperimentSpec.model_validate({**first, "arms": [{"name": "x"}]}), "grpo") == (
+    assert why_not_same_training(a, ExperimentSpec.model_validate({**data, "arms": [{"name": "x"}]}), "grpo") == (
         "it has no arm 'grpo'"
     )
-    chain = ExperimentSpec.model_validate({**first, "arms": [GRPO, {"name": "more", "init": "grpo", "steps": 1}]})
+    chain = ExperimentSpec.model_validate({**data, "arms": [GRPO, {"name": "more", "init": "grpo", "steps": 1}]})
     assert why_not_same_training(chain, chain, "more") == "arm 'more' starts from another arm"
-    run(first, tmp_path / "first")
-    _, log = run({**other, "name": "other", "reuse": [str(tmp_path / "first")]}, tmp_path / "other")
-    assert not (run_dir_of(tmp_path / "other", "grpo", 0) / "reused_from.json").exists()
-    assert any("grpo seed 0: step 1/1" in m for m in log)
     # a source whose file was edited after its run finished: its spec.yaml matches, the run's config.yaml does not
-    source = tmp_path / "first" / "arms" / "grpo" / "seed0" / "config.yaml"
+    edited = tmp_path / "edited"
+    shutil.copytree(first, edited)
+    source = edited / "arms" / "grpo" / "seed0" / "config.yaml"
     source.write_text(source.read_text().replace("lr: 0.0001", "lr: 0.0003"))
-    _, log = run({**first, "name": "third", "reuse": [str(tmp_path / "first")]}, tmp_path / "third")
+    _, log = run({**data, "name": "third", "reuse": [str(edited)]}, tmp_path / "third")
     assert not (run_dir_of(tmp_path / "third", "grpo", 0) / "reused_from.json").exists()
     assert any("warm start: copied" in m for m in log) and any("grpo seed 0: step 1/1" in m for m in log)
