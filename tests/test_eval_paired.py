@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from searchrl.eval.paired import bootstrap_mean, compare_arms, comparison_markdown, paired_difference
+from searchrl.eval.paired import ALL_DATASETS, bootstrap_mean, compare_arms, comparison_markdown, paired_difference
 
 
 def test_constant_scores_have_a_zero_width_interval() -> None:
@@ -96,6 +96,22 @@ def test_compare_arms_groups_pairs_and_aligns_by_id() -> None:
         compare_arms({"sft": [base]}, metric="accuracy")
     with pytest.raises(ValueError, match="share no question"):
         compare_arms({"sft": [base], "rl": [_rows({"z": ("1hop", 1)})]})
+
+
+def test_several_datasets_get_an_all_row_over_every_question() -> None:
+    """Real sources are datasets of one group each: "all" pools them (F7's verdict reads it)."""
+    base = [
+        {**r, "dataset": "hotpot" if r["id"] in ("a", "b") else "musique"}
+        for r in _rows({"a": ("h", 0), "b": ("h", 1), "c": ("m", 0), "d": ("m", 0)})
+    ]
+    rl = [
+        {**r, "dataset": "hotpot" if r["id"] in ("a", "b") else "musique"}
+        for r in _rows({"a": ("h", 1), "b": ("h", 1), "c": ("m", 1), "d": ("m", 0)})
+    ]
+    _, paired = compare_arms({"before": [base], "after": [rl]}, n_boot=200)
+    by = {(p.dataset, p.group): p for p in paired}
+    assert set(by) == {("hotpot", "h"), ("musique", "m"), (ALL_DATASETS, "all")}
+    assert by[(ALL_DATASETS, "all")].n == 4 and by[(ALL_DATASETS, "all")].diff.mean == pytest.approx(0.5)
 
 
 def test_searches_per_question_is_a_paired_metric_beside_searched() -> None:

@@ -108,6 +108,7 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
         {"id": "F2", "title": HOSTILE, "before": "unmasked", "after": "masked", "metric": "em"},
         {"id": "F7", "before": "masked", "after": "unmasked", "metric": "em"},
         {"id": "F9", "before": "masked", "after": "later", "metric": "em"},
+        {"id": "F8", "before": "unmasked", "after": "masked", "metric": "em", "group": "3hop"},  # no such group
     ]
     spec = ExperimentSpec.model_validate(data)
     out = tmp_path / "out"
@@ -122,6 +123,7 @@ def test_findings_html_from_fabricated_runs(tmp_path: Path) -> None:
     prelim = "preliminary (2 seeds): "  # fewer than 3 seeds
     assert f"<td>{prelim}reproduced</td>" in rows["F2"] and f"<td>{prelim}not reproduced</td>" in rows["F7"]
     assert "<td>not run</td>" in rows["F9"]
+    assert "refused: no group" in rows["F8"] and "3hop" in rows["F8"]  # never another group's verdict
     summary = json.loads((out / "summary.json").read_text())
     f2 = summary["verdicts"][0]
     assert f"[{f2['low']:+.3f}, {f2['high']:+.3f}]" in rows["F2"]  # the claim's interval

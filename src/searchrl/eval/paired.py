@@ -150,6 +150,9 @@ def _value(row: Row, metric: str) -> float:
     return float(_get(row, "searches") > 0) if metric == "searched" else float(_get(row, metric))
 
 
+ALL_DATASETS = "all datasets"  # the dataset label of the group that pools every dataset's questions
+
+
 def compare_arms(
     arms: Mapping[str, Sequence[Sequence[Row]]],
     metric: str = "em",
@@ -161,7 +164,8 @@ def compare_arms(
 
     ``arms[name]`` is a list of runs, each a list of eval rows. Only questions that every run of every
     arm answered are compared. Groups: ``key(row)`` (default the row's question type), per dataset,
-    plus ``all`` when a dataset has several.
+    plus ``all`` when a dataset has several, and ``all`` over every question (dataset ``ALL_DATASETS``)
+    when there are several datasets.
     """
     if metric not in ROW_METRICS:
         raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(ROW_METRICS)}")
@@ -179,9 +183,12 @@ def compare_arms(
         ds = str(_get(ref[qid], "dataset"))
         groups.setdefault((ds, key(ref[qid])), []).append(qid)
         groups.setdefault((ds, "all"), []).append(qid)
-    for ds in {d for d, _ in groups}:
+    datasets = sorted({d for d, _ in groups})
+    for ds in datasets:
         if sum(1 for d, _ in groups if d == ds) == 2:  # one real group: "all" repeats it
             del groups[(ds, "all")]
+    if len(datasets) > 1:  # several datasets (real sources): "all" over every question as well
+        groups[(ALL_DATASETS, "all")] = sorted(common)
     scores: list[ArmScore] = []
     paired: list[PairedRow] = []
     names = list(arms)

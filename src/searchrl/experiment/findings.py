@@ -101,7 +101,11 @@ def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple
         return Verdict(claim.id, claim.metric, claim.group, 0, seeds, nan, nan, nan, refused, tuple(diffs)), None
     arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in runs[name]] for name in (claim.before, claim.after)}
     _, paired = compare_arms(arms, metric=claim.metric, n_boot=n_boot)
-    row = next((p for p in paired if p.group == claim.group), paired[-1])
+    row = next((p for p in paired if p.group == claim.group), None)
+    if row is None:  # never another group's verdict in its place
+        groups = sorted({p.group for p in paired})
+        refused = f"refused: no group '{claim.group}' in the held-out rows ({', '.join(groups)})"
+        return Verdict(claim.id, claim.metric, claim.group, 0, len(runs[claim.after]), nan, nan, nan, refused), None
     v = verdict(row, claim.direction, len(runs[claim.after]))
     return Verdict(
         claim.id, claim.metric, row.group, row.n, len(runs[claim.after]), row.diff.mean, row.diff.low, row.diff.high, v
