@@ -102,6 +102,8 @@ def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple
     arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in runs[name]] for name in (claim.before, claim.after)}
     _, paired = compare_arms(arms, metric=claim.metric, n_boot=n_boot)
     row = next((p for p in paired if p.group == claim.group), None)
+    if row is None and claim.group == "all" and len(paired) == 1:
+        row = paired[0]  # one group of one dataset: it is every question ("all" is not repeated)
     if row is None:  # never another group's verdict in its place
         groups = sorted({p.group for p in paired})
         refused = f"refused: no group '{claim.group}' in the held-out rows ({', '.join(groups)})"
