@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from searchrl.config import ConfigError
 from searchrl.experiment.findings import write_findings
-from searchrl.experiment.reuse import fingerprint, why_not_same_training
+from searchrl.experiment.reuse import fingerprint, load_source, why_not_same_training
 from searchrl.experiment.runner import Experiment, run_dir_of
-from searchrl.experiment.spec import ExperimentSpec
+from searchrl.experiment.spec import ExperimentSpec, load_spec
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE
 
 
 def spec_dict(model: Path, name: str, arms: list[dict[str, Any]], reuse: list[str] | None = None) -> dict[str, Any]:
@@ -117,3 +120,26 @@ def test_a_run_trained_differently_is_not_copied(tiny_model_dir: Path, tmp_path:
     _, log = run({**data, "name": "third", "reuse": [str(edited)]}, tmp_path / "third")
     assert not (run_dir_of(tmp_path / "third", "grpo", 0) / "reused_from.json").exists()
     assert any("warm start: copied" in m for m in log) and any("grpo seed 0: step 1/1" in m for m in log)
+
+
+def test_a_source_saved_before_the_engine_switch_reads_as_numba(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Specs saved before `sparse` became the default name no engine and ran numba (the runner ignored the
+    field); every spec now states its engine, so a recipe that pins numba still reuses those runs and one
+    that takes the default does not."""
+    data = spec_dict(tiny_model_dir, "old", [GRPO])
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "spec.yaml").write_text(yaml.safe_dump(data))  # as runners wrote it then
+    legacy = load_source(tmp_path / "old")
+    assert legacy is not None and legacy.config["retrieval"] == {"bm25_engine": "numba"}
+    pinned = json.loads(json.dumps(data))
+    pinned["config"]["retrieval"] = {"bm25_engine": "numba"}
+    assert why_not_same_training(ExperimentSpec.model_validate(pinned), legacy, "grpo") is None
+    today = ExperimentSpec.model_validate(data)
+    assert today.config["retrieval"] == {"bm25_engine": DEFAULT_BM25_ENGINE} and DEFAULT_BM25_ENGINE != "numba"
+    assert why_not_same_training(today, legacy, "grpo") == "its config differs"
+    assert "retrieval" not in data["config"]  # the caller's tree is not modified
+    overridden = {**data, "arms": [{"name": "grpo", "steps": 1, "overrides": ["retrieval.bm25_engine=numba"]}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overridden))
+    with pytest.raises(ConfigError, match=r"overrides retrieval\.bm25_engine"):
+        load_spec(path)

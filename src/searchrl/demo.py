@@ -134,7 +134,7 @@ def run_demo(
         timings[name] = seconds
         atomic_write_text(timings_path, json.dumps(timings, indent=2))
 
-    retriever = BM25Retriever.build(world.passages)
+    retriever = BM25Retriever.build(world.passages, engine=cfg.retrieval.bm25_engine)
     timed("world_and_index", time.perf_counter() - t0)
     log(f"world: {len(world.passages)} passages, {sum(len(v) for v in world.questions.values())} questions")
 

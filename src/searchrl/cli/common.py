@@ -44,7 +44,7 @@ def retriever_for(cfg: Config):  # type: ignore[no-untyped-def]
         from searchrl.data.world import default_world
         from searchrl.retrieval.bm25 import BM25Retriever
 
-        return BM25Retriever.build(default_world().passages)
+        return BM25Retriever.build(default_world().passages, engine=r.bm25_engine)
     return retriever_from_config(r)
 
 

@@ -46,6 +46,10 @@ def load_source(folder: Path) -> ExperimentSpec | None:
         data = yaml.safe_load((folder / "spec.yaml").read_text(encoding="utf-8"))
         if isinstance(data, dict) and data.get("data") is not None:
             data.pop("world", None)  # written with every field by runners before 2026-12-06
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):  # saved before sparse was the default:
+            retrieval = data["config"].setdefault("retrieval", {})  # the runner built numba, whatever it said
+            if isinstance(retrieval, dict):
+                retrieval.setdefault("bm25_engine", "numba")
         return ExperimentSpec.model_validate(data)
     except (OSError, yaml.YAMLError, ValidationError):
         return None

@@ -94,7 +94,8 @@ class Experiment:
         split = world.questions[spec.held_out.split]
         held = [e for kind, n in spec.held_out.per_type.items() for e in pick(split, kind, n)]
         log(f"{where}: {len(world.passages)} passages; held-out {len(held)}")
-        return cls(spec, out, world, BM25Retriever.build(world.passages), held, log, spec.reuse_sources(out))
+        bm25 = BM25Retriever.build(world.passages, engine=config_from_dict(spec.config).retrieval.bm25_engine)
+        return cls(spec, out, world, bm25, held, log, spec.reuse_sources(out))
 
     # -- question sets ------------------------------------------------------------------------------
     def warm_golds(self) -> list[GoldTrajectory]:

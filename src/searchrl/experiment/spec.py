@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
 from searchrl.data.world import SIZES
+from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE
 
 __all__ = ["Arm", "Claim", "Curriculum", "DataSource", "ExperimentSpec", "RealData", "load_spec"]
 
@@ -172,6 +173,9 @@ class ExperimentSpec(_Strict):
             for name in (claim.before, claim.after):
                 if name not in seen:
                     raise ValueError(f"claim {claim.id} names arm '{name}', which the spec does not have")
+        retrieval = self.config.get("retrieval")
+        if retrieval is None or isinstance(retrieval, dict):  # stated in spec.yaml: reuse.load_source reads it
+            self.config = {**self.config, "retrieval": {"bm25_engine": DEFAULT_BM25_ENGINE, **(retrieval or {})}}
         return self
 
     def for_calibration(self) -> ExperimentSpec:
@@ -221,6 +225,9 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{p}: invalid experiment:\n" + "\n".join(lines)) from None
+    engine = config_from_dict(spec.config).retrieval.bm25_engine
     for arm in spec.arms:  # every arm's config must load (typos in overrides fail here, not an hour in)
-        spec.arm_config(arm, spec.seeds[0], Path("unused"))
+        cfg = spec.arm_config(arm, spec.seeds[0], Path("unused"))
+        if cfg.retrieval.bm25_engine != engine:  # one index serves every arm
+            raise ConfigError(f"{p}: arm '{arm.name}' overrides retrieval.bm25_engine; set it in config instead")
     return spec

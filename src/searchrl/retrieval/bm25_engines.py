@@ -51,7 +51,7 @@ from searchrl.retrieval.bm25_tantivy import TANTIVY_DIR, TantivyEngine
 
 BM25Engine = Literal["numba", "numpy", "sparse", "tantivy"]
 Bm25sBackend = Literal["numba", "numpy", "sparse"]
-DEFAULT_BM25_ENGINE: BM25Engine = "numba"  # the retrieval.bm25_engine default; see docs/benchmarks.md
+DEFAULT_BM25_ENGINE: BM25Engine = "sparse"  # retrieval.bm25_engine default (exact, fastest): docs/benchmarks.md
 BM25S_DIR = "bm25"
 
 
