@@ -205,21 +205,22 @@ def test_duplicates_are_scored_once_with_the_same_rows(engines: dict[str, BM25Re
     assert bm25.stats.since(before).as_dict() == {"queries": 5, "unique": 3, "hits": 0, "misses": 3}
 
 
-def test_old_folder_loads_with_numba_and_numpy_and_tantivy_says_how(wiki: list[Passage], tmp_path: Path) -> None:
+def test_old_folder_loads_with_every_bm25s_engine_and_tantivy_says_how(wiki: list[Passage], tmp_path: Path) -> None:
     """An index folder as every searchrl before the engines wrote it (bm25s arrays, built by
-    build_index), served through the config with each engine."""
+    build_index), served through the config with each engine, the default (sparse) included."""
     folder = build_index(wiki[:200], tmp_path / "idx", "bm25", progress=False)
     assert not (folder / "tantivy").exists()
     asked = [p.text[:100] for p in wiki[:30]]
     got = {}
-    for name in ("numba", "numpy"):
+    assert RetrievalConfig(index_dir=str(folder)).bm25_engine == DEFAULT_BM25_ENGINE == "sparse"
+    for name in ("numba", "numpy", "sparse"):
         retriever = retriever_from_config(RetrievalConfig(index_dir=str(folder), bm25_engine=name))
         assert isinstance(retriever, BM25Retriever) and retriever.engine.name == name
         assert isinstance(retriever.engine, Bm25sEngine)
         assert isinstance(retriever.engine.model.scores["data"], np.memmap)  # retrieval.mmap defaults on
         got[name] = [[p.score for p in row] for row in retriever.search(asked, 5)]
-    assert got["numba"] == got["numpy"]
-    with pytest.raises(RetrievalError, match=r"no tantivy index .*bm25_engine=numba.*add_engine"):
+    assert got["numba"] == got["numpy"] == got["sparse"]
+    with pytest.raises(RetrievalError, match=r"no tantivy index .*bm25_engine=sparse.*add_engine"):
         retriever_from_config(RetrievalConfig(index_dir=str(folder), bm25_engine="tantivy"))
     BM25Retriever.add_engine(folder, "tantivy")
     other = tmp_path / "other.jsonl"

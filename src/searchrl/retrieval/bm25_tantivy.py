@@ -93,7 +93,7 @@ class TantivyEngine:
         if not (path.is_dir() and tantivy.Index.exists(str(path))):
             raise RetrievalError(
                 f"{directory} has no tantivy index ({TANTIVY_DIR}/): it was built without the tantivy engine "
-                "(every folder built before it existed is). Serve it with retrieval.bm25_engine=numba, or add "
+                "(every folder built before it existed is). Serve it with retrieval.bm25_engine=sparse, or add "
                 "the engine with searchrl.retrieval.bm25.add_engine(folder, 'tantivy') or a rebuild"
             )
         return cls(tantivy.Index.open(str(path)))
