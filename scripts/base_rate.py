@@ -8,7 +8,8 @@ with an answer that is a worked example's answer ("copied": what the first F4 ru
 
 A variant is a protocol name, optionally with ``:chat`` or ``:text`` to force the prompt format, e.g.
 ``r1_searcher_demo:chat`` is the demo's instruction inside the chat template. :data:`CANDIDATES` are
-variants of the demo's instruction for F4's rerun (``demo_two``, ``demo_hint``).
+variants of the demo's instruction tried for F4's rerun (``demo_two``, since registered as the protocol
+``r1_searcher_demo_two``, and ``demo_hint``).
 
 Usage: .venv/bin/python scripts/base_rate.py r1_searcher r1_searcher_demo r1_searcher_demo:chat \
            [--questions 4 --samples 8 --split dev --type 1hop --temperature 0.9]
@@ -35,19 +36,10 @@ from searchrl.rollout.prompts import prompt_ids
 _DEMO = PROTOCOLS["r1_searcher_demo"]
 _HEAD, _, _EXAMPLE = _DEMO.instruction.partition("\n\n")
 _TAIL = "\n\nQuestion: {question}"
-_SECOND = (
-    "Question: In which city was Marie Curie born?\n"
-    "<|begin_of_query|> Marie Curie birthplace <|end_of_query|>\n"
-    "<|begin_of_documents|>\n(1) Marie Curie\n"
-    "Marie Curie was a physicist and chemist, born in Warsaw in 1867.\n<|end_of_documents|>\n"
-    "<answer> Warsaw </answer>"
-)
 # Candidate in-context explorations for F4's rerun (the policy copied the demo's one example answer): two
 # examples with different answers, and the one example with a line that points the answer at the new documents.
 CANDIDATES: dict[str, TagProtocol] = {
-    "demo_two": dataclasses.replace(
-        _DEMO, name="demo_two", instruction=_HEAD + "\n\n" + _EXAMPLE.removesuffix(_TAIL) + "\n\n" + _SECOND + _TAIL
-    ),
+    "demo_two": dataclasses.replace(PROTOCOLS["r1_searcher_demo_two"], name="demo_two"),
     "demo_hint": dataclasses.replace(
         _DEMO,
         name="demo_hint",

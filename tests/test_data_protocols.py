@@ -72,3 +72,22 @@ def test_demo_protocol_is_plain_text_and_its_example_is_well_formed(smol_tokeniz
         block.splitlines()[:2] == ["<|begin_of_documents|>", "(1) The Night Watch"] and block.splitlines()[1] in example
     )
     assert demo.extract_answer(example) == "Rembrandt"
+
+
+def test_demo_two_adds_a_second_example_with_another_answer() -> None:
+    one, two = PROTOCOLS["r1_searcher_demo"], PROTOCOLS["r1_searcher_demo_two"]
+    assert not two.chat and two.stop_strings == one.stop_strings
+    first, second = two.instruction.split("\n\nQuestion: ")[1:3]
+    assert first == one.instruction.split("\n\nQuestion: ")[1]  # the first example is the demo's
+    assert two.parse_action(second) == Search("Marie Curie birthplace") and two.extract_answer(second) == "Warsaw"
+    assert two.instruction.endswith("\n\nQuestion: {question}")
+
+
+def test_config_protocol_names_are_the_registry() -> None:
+    from typing import get_args
+
+    from searchrl.config import RolloutConfig
+    from searchrl.data.protocols import ProtocolName
+
+    assert set(get_args(ProtocolName)) == set(PROTOCOLS)
+    assert RolloutConfig(protocol="r1_searcher_demo_two").protocol == "r1_searcher_demo_two"

@@ -47,3 +47,26 @@ def test_baselines_cannot_search(smol_tokenizer) -> None:  # type: ignore[no-unt
     rows = evaluate("rag", EXAMPLES, engine)
     assert [r.searches for r in rows] == [0, 0, 0]
     assert [r.em for r in rows] == [1.0, 1.0, 0.0]  # the refused search led to a forced answer
+
+
+def test_rag_agent_is_the_agents_prompt_with_the_search_made(smol_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """The RAG baseline in the agent's own prompt family (F4b: a plain-text demo): the question searched
+    once before the model writes; it cannot search again, and its rows count no search of its own."""
+    from searchrl.eval.manifest import prompt_hash
+    from searchrl.eval.run import build_prompts
+    from searchrl.rollout.prompts import prompt_ids
+
+    demo = PROTOCOLS["r1_searcher_demo_two"]
+    ids = build_prompts("rag_agent", EXAMPLES[:1], smol_tokenizer, demo, Fixed(), 3)[0]
+    agent = prompt_ids(smol_tokenizer, demo, EXAMPLES[0].question)
+    assert ids[: len(agent)] == agent
+    tail = smol_tokenizer.decode(ids[len(agent) :])
+    assert tail == (
+        "<|begin_of_query|> Where was Ilse born? <|end_of_query|>\n\n<|begin_of_documents|>\n"
+        "(1) Varnholt\nThe answer is Varnholt.\n<|end_of_documents|>\n\n"
+    )
+    scripts = [["<|begin_of_query|>x<|end_of_query|>", "Varnholt</answer>"], ["<answer> Tessaly </answer>"]]
+    engine = RolloutEngine(ScriptedBackend(smol_tokenizer, scripts), Fixed(), smol_tokenizer, demo, RolloutLimits())
+    rows = evaluate("rag_agent", EXAMPLES[:2], engine)
+    assert [r.searches for r in rows] == [0, 0] and [r.em for r in rows] == [1.0, 1.0]
+    assert len({prompt_hash(m, demo) for m in ("agent", "rag_agent", "rag")}) == 3

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from searchrl.algorithms.names import NO_KL_IN_REWARD, AggMode, AlgorithmName, KLEstimatorName, PolicyLossName
+from searchrl.data.protocols import ProtocolName  # one list, beside the registry
 from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, BM25Engine  # beside the engine registry
 from searchrl.retrieval.query_cache import DEFAULT_CACHE_SIZE
 from searchrl.rewards.outcome import RewardName  # one list, beside the registry it names
@@ -126,9 +127,7 @@ class DataConfig(Section):
 
 
 class RolloutConfig(Section):
-    protocol: Literal["search_r1", "r1_searcher", "r1_searcher_demo"] = Field(
-        "search_r1", description="Tag protocol and prompt (searchrl.data.protocols)."
-    )
+    protocol: ProtocolName = Field("search_r1", description="Tag protocol and prompt (searchrl.data.protocols).")
     max_turns: int = Field(4, ge=1, description="Policy turns per sample, the forced-answer turn included.")
     max_searches: int = Field(3, ge=0, description="Searches per sample.")
     max_new_tokens: int = Field(96, ge=1, description="Tokens sampled per policy turn.")

@@ -1,6 +1,6 @@
 """The tag protocols, in one place: instruction templates, passage formatting, the action parser.
 
-Two protocols are provided:
+The protocols provided:
 
 * ``search_r1`` — Search-R1: ``<think>…</think>``, ``<search>query</search>``, the environment's
   ``<information>…</information>``, ``<answer>…</answer>``; passages as ``Doc 1(Title: "…") text``.
@@ -12,6 +12,9 @@ Two protocols are provided:
   and ends with one worked example, on a real-world fact outside every synthetic world, written in
   the protocol's own tags and passage format. It is in-context exploration, not SFT: no weight ever
   sees a gold trajectory. Chosen on the medium world's dev questions (``docs/findings.md``, F4).
+* ``r1_searcher_demo_two`` — the same with a second worked example whose answer differs (F4's first
+  policy copied the one example's answer): on 64 dev samples of the untrained model, well-formed
+  searches 44 against 15, grounded 36 against 8, copied answers 0 against 2 (``scripts/base_rate.py``).
 
 The parser only ever sees the text the policy generated in the current turn, so an example answer in
 the instruction (both papers' prompts contain one) can never be mistaken for the model's answer.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from searchrl.types import Passage
 
@@ -188,7 +192,26 @@ R1_SEARCHER_DEMO = replace(
     ),
 )
 
-PROTOCOLS: dict[str, TagProtocol] = {p.name: p for p in (SEARCH_R1, R1_SEARCHER, R1_SEARCHER_DEMO)}
+_HEAD, _, _FIRST = R1_SEARCHER_DEMO.instruction.partition("\n\n")
+R1_SEARCHER_DEMO_TWO = replace(  # chosen on dev for F4's rerun: scripts/base_rate.py, docs/findings.md
+    R1_SEARCHER_DEMO,
+    name="r1_searcher_demo_two",
+    instruction=(
+        _HEAD
+        + "\n\n"
+        + _FIRST.removesuffix("\n\nQuestion: {question}")
+        + "\n\nQuestion: In which city was Marie Curie born?\n"
+        "<|begin_of_query|> Marie Curie birthplace <|end_of_query|>\n"
+        "<|begin_of_documents|>\n(1) Marie Curie\n"
+        "Marie Curie was a physicist and chemist, born in Warsaw in 1867.\n<|end_of_documents|>\n"
+        "<answer> Warsaw </answer>\n\nQuestion: {question}"
+    ),
+)
+
+PROTOCOLS: dict[str, TagProtocol] = {
+    p.name: p for p in (SEARCH_R1, R1_SEARCHER, R1_SEARCHER_DEMO, R1_SEARCHER_DEMO_TWO)
+}
+ProtocolName = Literal["search_r1", "r1_searcher", "r1_searcher_demo", "r1_searcher_demo_two"]  # = PROTOCOLS (test)
 
 
 BASELINE_INSTRUCTIONS: dict[str, str] = {

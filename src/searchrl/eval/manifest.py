@@ -167,8 +167,9 @@ def retrieval_source(retrievers: Sequence[Any]) -> tuple[str, str]:
 
 def prompt_hash(method: str, protocol: TagProtocol) -> str:
     """sha256 of what the method's prompt is made from: the agent's protocol text, or the baseline's."""
-    if method == "agent":
+    if method in ("agent", "rag_agent"):
         parts = [protocol.instruction, protocol.corrective_message, protocol.passage_style, str(protocol.chat)]
+        parts += [method] if method != "agent" else []
     else:
         parts = [BASELINE_INSTRUCTIONS[method], protocol.passage_style if method == "rag" else ""]
     return _sha("\x1e".join(parts))

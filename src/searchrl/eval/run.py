@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -28,12 +28,14 @@ from searchrl.rollout.backend import SamplingParams
 from searchrl.rollout.engine import RolloutEngine, RolloutRequest
 from searchrl.rollout.prompts import chat_ids, prompt_ids
 from searchrl.rollout.trace import text_spans
-from searchrl.types import QAExample, Trajectory
+from searchrl.types import Passage, QAExample, Trajectory
 from searchrl.utils import atomic_write_text
 
-Method = Literal["direct", "cot", "rag", "agent"]
+# rag: the baseline's own chat prompt with the top k; rag_agent: the agent's prompt (its protocol's family, e.g.
+# a plain-text demo) with one search for the question already made, so only the answer is left to write
+Method = Literal["direct", "cot", "rag", "rag_agent", "agent"]
 _MUSIQUE_ID = re.compile(r"^(\d+)hop\d*__")
-METHODS: tuple[Method, ...] = ("direct", "cot", "rag", "agent")
+METHODS: tuple[Method, ...] = get_args(Method)
 
 
 EVAL_BATCH = 16  # questions per greedy batch everywhere (benchmarks/eval_batch.py measures others)
@@ -77,6 +79,9 @@ def build_prompts(
 ) -> list[list[int]]:
     if method == "agent":
         return [prompt_ids(tokenizer, protocol, ex.question) for ex in examples]
+    if method == "rag_agent":
+        hits = retriever.search([ex.question for ex in examples], k)
+        return [_searched_once(tokenizer, protocol, ex.question, h) for ex, h in zip(examples, hits, strict=True)]
     docs = [""] * len(examples)
     if method == "rag":
         hits = retriever.search([ex.question for ex in examples], k)
@@ -84,6 +89,12 @@ def build_prompts(
     return [
         chat_ids(tokenizer, baseline_messages(method, ex.question, d)) for ex, d in zip(examples, docs, strict=True)
     ]
+
+
+def _searched_once(tokenizer: Any, protocol: TagProtocol, question: str, hits: Sequence[Passage]) -> list[int]:
+    """The agent's prompt, then a search for the question and its passages, as the rollout would append them."""
+    done = protocol.format_search(f" {question.strip()} ") + protocol.wrap_information(protocol.format_passages(hits))
+    return prompt_ids(tokenizer, protocol, question) + list(tokenizer.encode(done, add_special_tokens=False))
 
 
 def policy_text(traj: Trajectory, tokenizer: Any) -> str:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
 from searchrl.data.world import SIZES
+from searchrl.eval.run import Method
 from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE
 
 __all__ = ["Arm", "Claim", "Curriculum", "DataSource", "ExperimentSpec", "RealData", "load_spec"]
@@ -107,7 +108,7 @@ class Arm(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Folder-safe label.")
     init: str = Field("warm_start", description="base | warm_start | the name of an earlier arm.")
     steps: int = Field(0, ge=0, description="RL steps (0 = evaluate the starting policy only).")
-    method: Literal["agent", "rag", "direct", "cot"] = Field("agent", description="How it is evaluated.")
+    method: Method = Field("agent", description="How it is evaluated (searchrl.eval.run.METHODS).")
     overrides: list[str] = Field(default_factory=list, description="Dotted config overrides of this arm.")
     curriculum: bool = Field(False, description="Train on the spec's curriculum (needs `curriculum:`).")
 
