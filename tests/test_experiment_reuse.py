@@ -143,3 +143,22 @@ def test_a_source_saved_before_the_engine_switch_reads_as_numba(tiny_model_dir: 
     path.write_text(yaml.safe_dump(overridden))
     with pytest.raises(ConfigError, match=r"overrides retrieval\.bm25_engine"):
         load_spec(path)
+
+
+def test_the_config_picks_the_bm25_engine_of_an_experiment_and_of_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`retrieval.bm25_engine` reaches the retriever the runner and the CLI build over a world (before the
+    switch to sparse both built the default engine whatever the config said)."""
+    from searchrl.cli.common import retriever_for
+    from searchrl.config import Config
+
+    data = spec_dict(tiny_model_dir, "pinned", [GRPO])
+    data["config"]["retrieval"] = {"bm25_engine": "numba"}
+    pinned = Experiment.prepare(ExperimentSpec.model_validate(data), tmp_path / "pinned", log=lambda _: None)
+    default = Experiment.prepare(ExperimentSpec.model_validate(spec_dict(tiny_model_dir, "d", [GRPO])), tmp_path / "d")
+    assert (pinned.retriever.engine.name, default.retriever.engine.name) == ("numba", DEFAULT_BM25_ENGINE)
+    assert yaml.safe_load((tmp_path / "d" / "spec.yaml").read_text())["config"]["retrieval"] == {
+        "bm25_engine": DEFAULT_BM25_ENGINE
+    }
+    numba = Config.model_validate({"retrieval": {"bm25_engine": "numba"}})
+    assert retriever_for(numba).engine.name == "numba"  # type: ignore[attr-defined]
+    assert retriever_for(Config()).engine.name == DEFAULT_BM25_ENGINE  # type: ignore[attr-defined]
