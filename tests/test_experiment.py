@@ -233,3 +233,29 @@ def test_a_run_the_watchdog_stops_is_evaluated_where_it_stopped(tiny_model_dir: 
     Experiment.prepare(spec, tmp_path / "out", log=logged.append).run()
     assert (run / "metrics.jsonl").read_text() == steps and any("stopped it before" in x for x in logged)
     assert len((run / "eval/heldout.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_parent_run_without_checkpoints_is_trained_again_for_its_child(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fresh checkout keeps a finished run's committed rows, not its checkpoints: an arm that starts from
+    that run (stage 2 from stage 1) trains it again instead of failing, and the parent's rows stay."""
+    import shutil
+
+    from searchrl.experiment.runner import Experiment
+
+    data = spec_dict(tiny_model_dir)
+    data.update(seeds=[0], warm_start=None, claims=[])
+    data["arms"] = [{"name": "stage1", "init": "base", "steps": 1}, {"name": "stage2", "init": "stage1", "steps": 1}]
+    spec = ExperimentSpec.model_validate(data)
+    out = tmp_path / "out"
+    Experiment.prepare(spec, out, log=print).run(only=["stage1"])
+    parent = run_dir_of(out, "stage1", 0)
+    rows = (parent / "eval/heldout.jsonl").read_text()
+    for ckpt in parent.glob("ckpt-*"):
+        shutil.rmtree(ckpt)
+    (parent / "latest").unlink()
+    logged: list[str] = []
+    Experiment.prepare(spec, out, log=logged.append).run()
+    assert any("rows but no checkpoint" in line for line in logged), logged
+    assert (parent / "retrained.txt").is_file() and list(parent.glob("ckpt-*"))
+    assert (parent / "eval/heldout.jsonl").read_text() == rows
+    assert len((run_dir_of(out, "stage2", 0) / "eval/heldout.jsonl").read_text().splitlines()) == 6

@@ -205,9 +205,14 @@ class Experiment:
             src = self.out / "warm_start"
         else:
             parent = self.spec.arm(arm.init)
-            src = run_dir_of(
-                self.out, parent.name, self.spec.arm_seeds(parent)[0] if self.spec.deterministic(parent) else seed
-            )
+            parent_seed = self.spec.arm_seeds(parent)[0] if self.spec.deterministic(parent) else seed
+            src = run_dir_of(self.out, parent.name, parent_seed)
+            if latest_checkpoint(src) is None and parent.steps > 0 and (src / "eval/heldout.jsonl").is_file():
+                # a finished parent whose checkpoints are gone (a fresh checkout keeps only committed rows): train
+                # it again with its own config and seed; its held-out rows stay those of the first training
+                self.log(f"{parent.name} seed {parent_seed}: rows but no checkpoint; training it again for {arm.name}")
+                self.policy_for(parent, parent_seed, src)
+                atomic_write_text(src / "retrained.txt", f"checkpoints trained again as the start of {arm.name}\n")
         ckpt = latest_checkpoint(src)
         if ckpt is None:
             raise ValueError(
