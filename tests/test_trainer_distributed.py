@@ -21,14 +21,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from tolerances import assert_same_after_adam
+
 WORKER = Path(__file__).resolve().parent / "dist_worker.py"
 
+STEPS, LR = 3, 1e-3
 COMMON = [
-    "train.steps=3",
+    f"train.steps={STEPS}",
     "train.prompts_per_step=4",
     "rollout.group_size=2",
     "train.lora_r=0",
-    "train.lr=0.001",
+    f"train.lr={LR}",
     "train.critic_lr=0.001",
     "rollout.max_turns=4",
     "rollout.max_new_tokens=24",
@@ -81,8 +84,8 @@ def assert_same_run(one: dict, two: dict, skip: tuple[str, ...]) -> None:  # typ
         for k in keys:
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), (step, k, a[k], b[k])
     assert one["weights"].keys() == two["weights"].keys()
-    for name, w in one["weights"].items():
-        assert torch.allclose(two["weights"][name], w, rtol=0, atol=1e-6), name
+    for name, w in one["weights"].items():  # after Adam: summation-order noise is amplified (tests/tolerances.py)
+        assert_same_after_adam(name, w, two["weights"][name], lr=LR, steps=STEPS)
 
 
 @pytest.fixture(scope="module")
