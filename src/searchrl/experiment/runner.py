@@ -11,6 +11,9 @@ OUT/arms/<arm>/seed<s>/eval/heldout.jsonl   one row per held-out question (searc
 OUT/arms/<arm>/seed<s>/eval/heldout.manifest.json   what produced them (searchrl.eval.manifest)
 OUT/findings.md, OUT/findings.html, OUT/curves/*.svg, OUT/summary.json
 ```
+
+Committed results keep the rows, metrics and reports, never the checkpoints. In a fresh checkout a missing
+warm start is trained again, and so is a finished run that a later arm starts from (``retrained.txt``).
 """
 
 from __future__ import annotations
