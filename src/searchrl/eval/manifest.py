@@ -99,6 +99,7 @@ class Manifest:
     checkpoint: str  # sha256 of the evaluated checkpoint's policy.safetensors, or BASE
     seed: int
     version: str  # searchrl's
+    decoding: str = "greedy"  # or "avg@<k> t=<temperature>": sampled answers (manifests before it: greedy)
 
     def compared(self, metric: str) -> dict[str, Any]:
         """The settings two arms must share to be compared on ``metric``, by name."""
@@ -107,6 +108,7 @@ class Manifest:
         if metric not in _COUNTED:  # a count of searches normalizes nothing: older manifests lack the entry
             out[f"metric.{metric}"] = self.metrics.get(metric, "unknown")
         out["questions"] = self.questions
+        out["decoding"] = self.decoding
         return out
 
     def to_json(self) -> str:
@@ -115,10 +117,10 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if not isinstance(data, dict) or n not in data]
+        missing = [n for n in names if n != "decoding" and (not isinstance(data, dict) or n not in data)]
         if missing:
             raise ValueError(f"an eval manifest needs {', '.join(missing)}")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] for n in names if n in data})
 
 
 class ManifestMismatch(ValueError):
@@ -205,6 +207,7 @@ def eval_manifest(
     examples: Sequence[QAExample],
     retrievers: Sequence[Any],
     checkpoint: str | Path | None,
+    decoding: str = "greedy",
 ) -> Manifest:
     """The manifest of ``method``'s rows on ``examples``, evaluated under ``cfg`` (retrieval, protocol,
     model, seed) with ``retrievers`` (the objects searched; one per dataset with ``--own-corpus``) and
@@ -224,6 +227,7 @@ def eval_manifest(
         checkpoint=checkpoint_hash(checkpoint),
         seed=cfg.seed,
         version=searchrl_version(),
+        decoding=decoding,
     )
 
 

@@ -147,7 +147,10 @@ def _get(row: Row, name: str) -> Any:
 
 
 def _value(row: Row, metric: str) -> float:
-    return float(_get(row, "searches") > 0) if metric == "searched" else float(_get(row, metric))
+    if metric != "searched":
+        return float(_get(row, metric))
+    share = row.get("searched") if isinstance(row, Mapping) else getattr(row, "searched", None)
+    return float(_get(row, "searches") > 0) if share is None else float(share)  # a share over samples (avg@k)
 
 
 ALL_DATASETS = "all datasets"  # the dataset label of the group that pools every dataset's questions

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -52,7 +52,7 @@ class EvalRow:
     em: float
     f1: float
     cover_em: float
-    searches: int
+    searches: float  # a count; with samples, the mean count over them
     finish: str
     response: str
     spans: list[tuple[bool, str]]  # the response as (written by the policy?, text) runs; False = injected
@@ -60,6 +60,8 @@ class EvalRow:
     subem: float = 0.0  # Search-R1's character-substring EM (searchrl.rewards.normalize)
     r1_cover_em: float = 0.0  # R1-Searcher's any-order cover EM
     audit: dict[str, bool] = field(default_factory=dict)  # searchrl.audit's checks; {} = not audited
+    samples: int = 0  # 0: one greedy answer; k: the means over k sampled answers (avg@k), text of the first
+    searched: float | None = None  # with samples: the share that made a search (greedy: searches > 0)
 
 
 def group_of(ex: QAExample) -> str:
@@ -139,11 +141,18 @@ def evaluate(
     batch_size: int = EVAL_BATCH,
     progress: Callable[[int], None] | None = None,
     waits: dict[str, list[float]] | None = None,
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> list[EvalRow]:
     """Greedy evaluation of ``method`` with ``engine`` (its backend, retriever, tokenizer, protocol and
     budgets: :func:`searchrl.rollout.build.build_rollout`); baselines get two turns and no search.
     ``progress(n)`` is called after each batch of n examples. ``waits``, when given, receives each
-    example's search waits in seconds (by id; kept out of the rows, which stay deterministic)."""
+    example's search waits in seconds (by id; kept out of the rows, which stay deterministic).
+    ``samples=k`` samples k answers per question at ``temperature`` (seeded) instead, and each row holds
+    their means (avg@k, ASearcher's metric): one row per question, so rows still pair by question."""
+    if samples > 0:
+        return _sampled(method, examples, engine, samples, temperature, seed, batch_size, progress)
     if method != "agent":
         engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
     tokenizer = engine.tokenizer
@@ -159,6 +168,51 @@ def evaluate(
         if progress is not None:
             progress(len(chunk))
     return rows
+
+
+def _sampled(
+    method: Method,
+    examples: Sequence[QAExample],
+    engine: RolloutEngine,
+    k: int,
+    temperature: float,
+    seed: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> list[EvalRow]:
+    if method != "agent":
+        engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
+    tokenizer, per_batch = engine.tokenizer, max(1, batch_size // k)
+    rows: list[EvalRow] = []
+    for s in range(0, len(examples), per_batch):
+        chunk = list(examples[s : s + per_batch])
+        prompts = build_prompts(method, chunk, tokenizer, engine.protocol, engine.retriever, engine.limits.topk)
+        reqs = [RolloutRequest(ex.id, j, p) for ex, p in zip(chunk, prompts, strict=True) for j in range(k)]
+        trajs = engine.run(reqs, SamplingParams(temperature=temperature), seed=seed + s)
+        for i, ex in enumerate(chunk):
+            rows.append(mean_row([score(ex, t, tokenizer, engine.protocol) for t in trajs[i * k : (i + 1) * k]]))
+        if progress is not None:
+            progress(len(chunk))
+    return rows
+
+
+def mean_row(rows: Sequence[EvalRow]) -> EvalRow:
+    """One question's k sampled rows as one row of their means (the first sample's text and audit)."""
+
+    def mean(values: Sequence[float]) -> float:
+        return float(np.mean(values))
+
+    return replace(
+        rows[0],
+        em=mean([r.em for r in rows]),
+        f1=mean([r.f1 for r in rows]),
+        cover_em=mean([r.cover_em for r in rows]),
+        subem=mean([r.subem for r in rows]),
+        r1_cover_em=mean([r.r1_cover_em for r in rows]),
+        searches=mean([r.searches for r in rows]),
+        samples=len(rows),
+        searched=mean([float(r.searches > 0) for r in rows]),
+    )
 
 
 def summarize(

@@ -84,22 +84,32 @@ def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, list[Path]]:
     return runs
 
 
-def run_manifests(runs: dict[str, list[Path]], names: Iterable[str]) -> dict[str, Manifest | None]:
+def run_manifests(
+    runs: dict[str, list[Path]], names: Iterable[str], rows: str = "eval/heldout.jsonl"
+) -> dict[str, Manifest | None]:
     """The manifest beside each run's held-out rows (None: written before manifests), as ``<arm>/<seed>``."""
-    return {f"{n}/{d.name}": load_manifest(d / "eval/heldout.jsonl") for n in names for d in runs[n]}
+    return {f"{n}/{d.name}": load_manifest(d / rows) for n in names for d in runs[n]}
+
+
+def rows_file(claim: Claim) -> str:
+    """Where a claim's rows are: the greedy answers, or the avg@k rows of ``held_out.samples``."""
+    return "eval/sampled.jsonl" if claim.decoding == "sampled" else "eval/heldout.jsonl"
 
 
 def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple[Verdict, PairedRow | None]:
     """The claim's verdict; "not run" without rows of both arms, refused when their settings differ."""
     nan = float("nan")
-    if claim.before not in runs or claim.after not in runs:
-        return Verdict(claim.id, claim.metric, claim.group, 0, 0, nan, nan, nan, "not run"), None
-    diffs = differences(run_manifests(runs, (claim.before, claim.after)), claim.metric)
+    path = rows_file(claim)
+    label = claim.metric if claim.decoding == "greedy" else f"{claim.metric}, sampled"
+    runs = {name: [d for d in ds if (d / path).is_file()] for name, ds in runs.items()}
+    if not runs.get(claim.before) or not runs.get(claim.after):
+        return Verdict(claim.id, label, claim.group, 0, 0, nan, nan, nan, "not run"), None
+    diffs = differences(run_manifests(runs, (claim.before, claim.after), path), claim.metric)
     if diffs:
         seeds = len(runs[claim.after])
         refused = "refused: settings differ (see Settings)"
-        return Verdict(claim.id, claim.metric, claim.group, 0, seeds, nan, nan, nan, refused, tuple(diffs)), None
-    arms = {name: [read_rows(d / "eval/heldout.jsonl") for d in runs[name]] for name in (claim.before, claim.after)}
+        return Verdict(claim.id, label, claim.group, 0, seeds, nan, nan, nan, refused, tuple(diffs)), None
+    arms = {name: [read_rows(d / path) for d in runs[name]] for name in (claim.before, claim.after)}
     _, paired = compare_arms(arms, metric=claim.metric, n_boot=n_boot)
     row = next((p for p in paired if p.group == claim.group), None)
     if row is None and claim.group == "all" and len(paired) == 1:
@@ -107,10 +117,10 @@ def judge_claim(claim: Claim, runs: dict[str, list[Path]], n_boot: int) -> tuple
     if row is None:  # never another group's verdict in its place
         groups = sorted({p.group for p in paired})
         refused = f"refused: no group '{claim.group}' in the held-out rows ({', '.join(groups)})"
-        return Verdict(claim.id, claim.metric, claim.group, 0, len(runs[claim.after]), nan, nan, nan, refused), None
+        return Verdict(claim.id, label, claim.group, 0, len(runs[claim.after]), nan, nan, nan, refused), None
     v = verdict(row, claim.direction, len(runs[claim.after]))
     return Verdict(
-        claim.id, claim.metric, row.group, row.n, len(runs[claim.after]), row.diff.mean, row.diff.low, row.diff.high, v
+        claim.id, label, row.group, row.n, len(runs[claim.after]), row.diff.mean, row.diff.low, row.diff.high, v
     ), row
 
 

@@ -9,6 +9,7 @@ OUT/warm_start/                the shared LoRA SFT (config.yaml, ckpt-000000, sf
 OUT/arms/<arm>/seed<s>/        a run folder (config.yaml, metrics.jsonl, checkpoints, report.html)
 OUT/arms/<arm>/seed<s>/eval/heldout.jsonl   one row per held-out question (searchrl.eval.run.EvalRow)
 OUT/arms/<arm>/seed<s>/eval/heldout.manifest.json   what produced them (searchrl.eval.manifest)
+OUT/arms/<arm>/seed<s>/eval/sampled.jsonl   with held_out.samples = k: avg@k rows, one per question
 OUT/findings.md, OUT/findings.html, OUT/curves/*.svg, OUT/summary.json
 ```
 
@@ -290,7 +291,8 @@ class Experiment:
         """Train and evaluate one arm x seed unless its held-out rows exist already."""
         run_dir = run_dir_of(self.out, arm.name, seed)
         rows_path = run_dir / "eval" / "heldout.jsonl"
-        if rows_path.is_file():
+        k = self.spec.held_out.samples
+        if rows_path.is_file() and (not k or (run_dir / "eval" / "sampled.jsonl").is_file()):
             return rows_path
         if not (run_dir / "reused_from.json").is_file():
             reused = copy_run(self.out, self.spec, arm, seed, self.sources)
@@ -298,17 +300,25 @@ class Experiment:
                 self.log(
                     f"{arm.name} seed {seed}: copied from {reused['from']} (held-out rows: {reused['held_out_rows']})"
                 )
-                if reused["held_out_rows"]:
+                if reused["held_out_rows"] and (not k or (run_dir / "eval" / "sampled.jsonl").is_file()):
                     return rows_path
         run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cfg, policy, tok = self.policy_for(arm, seed, run_dir)
         t_train = time.perf_counter() - t0
         engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
-        waits: dict[str, list[float]] = {}
-        rows = evaluate(arm.method, self.held_out, engine, waits=waits)
         # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
         ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
+        if k and not (run_dir / "eval" / "sampled.jsonl").is_file():  # avg@k at the training temperature
+            temp = cfg.rollout.temperature
+            sampled = evaluate(arm.method, self.held_out, engine, samples=k, temperature=temp, seed=seed)
+            decoding = f"avg@{k} t={temp:g}"
+            manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt, decoding)
+            write_results(run_dir / "eval", "sampled", sampled, manifest=manifest)
+            if rows_path.is_file():
+                return rows_path
+        waits: dict[str, list[float]] = {}
+        rows = evaluate(arm.method, self.held_out, engine, waits=waits)
         manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt)
         table = write_results(run_dir / "eval", "heldout", rows, manifest=manifest, waits=waits)
         timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}

@@ -74,6 +74,12 @@ class HeldOut(_Strict):
     calibration_per_type: dict[str, int] | None = Field(
         None, description="per_type of the dev calibration when dev is smaller than the split (real data)."
     )
+    samples: int = Field(
+        0,
+        ge=0,
+        description="k > 0: also k sampled answers per question at the arm's rollout.temperature "
+        "(avg@k rows, eval/sampled.jsonl), for claims with `decoding: sampled`.",
+    )
 
 
 class WarmStart(_Strict):
@@ -122,6 +128,9 @@ class Claim(_Strict):
     metric: str = Field("em", description="Held-out metric (searchrl.eval.paired.ROW_METRICS).")
     group: str = Field("all", description="Question type the verdict is read from ('all' = every type).")
     direction: Literal["greater", "less"] = Field("greater", description="Expected sign of after - before.")
+    decoding: Literal["greedy", "sampled"] = Field(
+        "greedy", description="Read the greedy rows, or the avg@k rows of held_out.samples."
+    )
 
 
 class ExperimentSpec(_Strict):
@@ -174,6 +183,8 @@ class ExperimentSpec(_Strict):
             for name in (claim.before, claim.after):
                 if name not in seen:
                     raise ValueError(f"claim {claim.id} names arm '{name}', which the spec does not have")
+            if claim.decoding == "sampled" and not self.held_out.samples:
+                raise ValueError(f"claim {claim.id} reads sampled answers; set held_out.samples (k > 0)")
         retrieval = self.config.get("retrieval")
         if retrieval is None or isinstance(retrieval, dict):  # stated in spec.yaml: reuse.load_source reads it
             self.config = {**self.config, "retrieval": {"bm25_engine": DEFAULT_BM25_ENGINE, **(retrieval or {})}}
