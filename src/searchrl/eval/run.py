@@ -151,46 +151,22 @@ def evaluate(
     example's search waits in seconds (by id; kept out of the rows, which stay deterministic).
     ``samples=k`` samples k answers per question at ``temperature`` (seeded) instead, and each row holds
     their means (avg@k, ASearcher's metric): one row per question, so rows still pair by question."""
-    if samples > 0:
-        return _sampled(method, examples, engine, samples, temperature, seed, batch_size, progress)
     if method != "agent":
         engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
-    tokenizer = engine.tokenizer
-    rows: list[EvalRow] = []
-    for s in range(0, len(examples), batch_size):
-        chunk = list(examples[s : s + batch_size])
-        prompts = build_prompts(method, chunk, tokenizer, engine.protocol, engine.retriever, engine.limits.topk)
-        reqs = [RolloutRequest(ex.id, 0, p) for ex, p in zip(chunk, prompts, strict=True)]
-        trajs = engine.run(reqs, SamplingParams(greedy=True), seed=0)
-        rows.extend(score(ex, t, tokenizer, engine.protocol) for ex, t in zip(chunk, trajs, strict=True))
-        if waits is not None:
-            waits.update((ex.id, search_waits([t])) for ex, t in zip(chunk, trajs, strict=True))
-        if progress is not None:
-            progress(len(chunk))
-    return rows
-
-
-def _sampled(
-    method: Method,
-    examples: Sequence[QAExample],
-    engine: RolloutEngine,
-    k: int,
-    temperature: float,
-    seed: int,
-    batch_size: int,
-    progress: Callable[[int], None] | None,
-) -> list[EvalRow]:
-    if method != "agent":
-        engine = engine.with_limits(max_turns=2, max_searches=0, on_budget="force_answer")
-    tokenizer, per_batch = engine.tokenizer, max(1, batch_size // k)
+    tokenizer, k = engine.tokenizer, max(samples, 1)
+    params = SamplingParams(temperature=temperature) if samples > 0 else SamplingParams(greedy=True)
+    per_batch = max(1, batch_size // k)
     rows: list[EvalRow] = []
     for s in range(0, len(examples), per_batch):
         chunk = list(examples[s : s + per_batch])
         prompts = build_prompts(method, chunk, tokenizer, engine.protocol, engine.retriever, engine.limits.topk)
         reqs = [RolloutRequest(ex.id, j, p) for ex, p in zip(chunk, prompts, strict=True) for j in range(k)]
-        trajs = engine.run(reqs, SamplingParams(temperature=temperature), seed=seed + s)
+        trajs = engine.run(reqs, params, seed=seed + s if samples > 0 else 0)
         for i, ex in enumerate(chunk):
-            rows.append(mean_row([score(ex, t, tokenizer, engine.protocol) for t in trajs[i * k : (i + 1) * k]]))
+            scored = [score(ex, t, tokenizer, engine.protocol) for t in trajs[i * k : (i + 1) * k]]
+            rows.append(mean_row(scored) if samples > 0 else scored[0])
+            if waits is not None:
+                waits[ex.id] = search_waits(trajs[i * k : (i + 1) * k])
         if progress is not None:
             progress(len(chunk))
     return rows
