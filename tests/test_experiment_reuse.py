@@ -78,6 +78,32 @@ def test_an_identical_arm_of_another_experiment_is_copied_with_its_rows(
     assert "| grpo | seed0 |" in cpu and "run and rows from first/arms/grpo/seed0" in cpu
 
 
+def test_a_run_with_sampled_evaluation_added_keeps_the_greedy_rows_and_samples_here(
+    tiny_model_dir: Path, tmp_path: Path, first: Path
+) -> None:
+    data = spec_dict(tiny_model_dir, "sampled", [GRPO], reuse=[str(first)])
+    data["held_out"]["samples"] = 2
+    _, log = run(data, tmp_path / "sampled")
+    mine, theirs = run_dir_of(tmp_path / "sampled", "grpo", 0), run_dir_of(first, "grpo", 0)
+    assert json.loads((mine / "reused_from.json").read_text())["held_out_rows"] is True
+    assert (mine / "eval" / "heldout.jsonl").read_bytes() == (theirs / "eval" / "heldout.jsonl").read_bytes()
+    rows = [json.loads(x) for x in (mine / "eval" / "sampled.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["samples"] == 2 for r in rows)
+    assert not any("grpo seed 0: step" in m for m in log)  # neither trained nor evaluated greedily again
+    assert not any("held-out EM" in m for m in log)
+    # a source with avg@k rows of another k: its greedy rows come along, its sampled rows do not
+    data4 = {
+        **data,
+        "name": "sampled4",
+        "held_out": {**data["held_out"], "samples": 3},
+        "reuse": [str(tmp_path / "sampled")],
+    }
+    run(data4, tmp_path / "sampled4")
+    again = run_dir_of(tmp_path / "sampled4", "grpo", 0)
+    assert json.loads((again / "reused_from.json").read_text())["from"] == str(mine)
+    assert {json.loads(x)["samples"] for x in (again / "eval" / "sampled.jsonl").read_text().splitlines()} == {3}
+
+
 def test_a_test_run_reuses_its_calibrations_training_and_evaluates_it(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = spec_dict(tiny_model_dir, "exp", [GRPO, {"name": "cur", "steps": 1, "curriculum": True}])
     data["curriculum"] = {"candidates": 4, "k": 2, "band": [0, 2], "seed": 3}

@@ -16,8 +16,9 @@ this experiment would train:
 * its training finished (its last checkpoint is at the arm's step count, or the watchdog stopped it);
 * nothing of it begun here (such a run resumes its own checkpoints).
 
-Its held-out rows come along only when the held-out set and the evaluation method are the same too;
-otherwise the trained run is evaluated here. A copy is made in a temporary folder and renamed, so a
+Its greedy held-out rows come along only when the held-out set and the evaluation method are the same too
+(``held_out.samples`` aside: avg@k rows are computed here when the source has none); otherwise the trained
+run is evaluated here. A copy is made in a temporary folder and renamed, so a
 cut-off copy never looks finished. ``reused_from.json`` in the run folder says where it came from; the
 source's own timing is kept as ``timing.source.json``.
 """
@@ -135,7 +136,9 @@ def _copy_from(
     if not same_config(spec, arm, seed, run):
         return None
     rows = run / "eval" / "heldout.jsonl"
-    keep_rows = theirs.held_out == spec.held_out and theirs.arm(arm.name).method == arm.method and rows.is_file()
+    greedy = {"samples": 0}  # the greedy rows do not depend on k: a run with avg@k added keeps them
+    same_held_out = theirs.held_out.model_copy(update=greedy) == spec.held_out.model_copy(update=greedy)
+    keep_rows = same_held_out and theirs.arm(arm.name).method == arm.method and rows.is_file()
     if need_rows != keep_rows:
         return None
     if arm.steps > 0:  # finished training: its last checkpoint at the arm's step count, or stopped by the watchdog
@@ -150,7 +153,9 @@ def _copy_from(
     here = out / "arms" / arm.name / f"seed{seed}"
     if here.exists() and any(here.iterdir()):
         return None  # begun here: it resumes its own checkpoints
-    skip = () if keep_rows else EVAL_FILES
+    skip: tuple[str, ...] = () if keep_rows else EVAL_FILES
+    if keep_rows and theirs.held_out.samples != spec.held_out.samples:  # avg@k rows of another k: made here
+        skip = tuple(f"sampled{ext}" for ext in (".jsonl", ".json", ".manifest.json"))
     record: dict[str, object] = {"from": str(run), "held_out_rows": keep_rows}
     with atomic_dir(here) as tmp:  # all or nothing: a cut-off copy never looks finished
         shutil.copytree(run, tmp, dirs_exist_ok=True, ignore=lambda _d, names: [n for n in names if n in skip])
