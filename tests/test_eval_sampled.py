@@ -77,6 +77,7 @@ def test_an_experiment_writes_sampled_rows_and_judges_a_sampled_claim(tiny_model
     verdicts = {v["claim"]: v for v in json.loads((out / "summary.json").read_text())["verdicts"]}
     assert verdicts["S"]["metric"] == "searched, sampled" and verdicts["S"]["n"] == 6
     assert verdicts["G"]["metric"] == "em" and verdicts["G"]["n"] == 6
+    assert "greedy evaluation, and avg@2 at each arm's rollout temperature" in (out / "findings.md").read_text()
     before = (run_dir_of(out, "rl", 0) / "eval/sampled.jsonl").stat().st_mtime_ns
     Experiment.prepare(spec, out, log=print).run()  # finished: nothing is evaluated again
     assert (run_dir_of(out, "rl", 0) / "eval/sampled.jsonl").stat().st_mtime_ns == before

@@ -159,13 +159,20 @@ def _where(spec: ExperimentSpec) -> str:
     return f"Real questions: {sources}, split by id {spec.data.splits}"
 
 
+def _decoding(spec: ExperimentSpec) -> str:
+    k = spec.held_out.samples
+    if not k:
+        return "greedy evaluation"
+    return f"greedy evaluation, and avg@{k} at each arm's rollout temperature (claims marked sampled)"
+
+
 def claims_section(spec: ExperimentSpec, verdicts: list[Verdict]) -> Section:
     """The lead: what was run, and each claim with its paired difference, interval and verdict."""
     text = (
         _where(spec)
         + f"; held-out: {spec.held_out.split} split, "
         + ", ".join(f"{n} {k}" for k, n in spec.held_out.per_type.items())
-        + f"; seeds {spec.seeds}; greedy evaluation; 95 % intervals by a {spec.bootstrap}-resample bootstrap over "
+        + f"; seeds {spec.seeds}; {_decoding(spec)}; 95 % intervals by a {spec.bootstrap}-resample bootstrap over "
         "questions and seeds (paired over questions)."
     )
     header = ["claim", "paper", "metric (group)", "ours: after − before", "95 % CI", "seeds", "verdict"]

@@ -24,7 +24,8 @@ question types are the sources' labels.
 An arm starts from the base model, the shared warm start, or another arm's final checkpoint of the
 same seed (``init: <arm name>``, e.g. R1-Searcher's stage 2 from stage 1). An arm with ``steps: 0``
 that starts from the base model or the warm start is deterministic (greedy evaluation), so it runs
-once, not once per seed. Unknown keys are errors, as in the config.
+once, not once per seed; with ``held_out.samples`` its avg@k rows come from that one run (seed 0), paired
+with every seed of the arm it is compared with. Unknown keys are errors, as in the config.
 """
 
 from __future__ import annotations
