@@ -20,10 +20,8 @@ reuses its warm start and curriculum. Per setting it prints:
 The settings: ``today`` (the defaults), ``dynamic_sampling`` (cap 4x prompts), ``curriculum`` (the spec's
 band from the warm start), ``shared_prompt`` (with micro-batches of one group), ``lora_layers`` (adapters on
 the top ``--lora-layers`` blocks, fresh, over the warm start exported merged: Experiment.fitted_start),
-``all``, ``lean`` (curriculum + ``lora_layers``: ``all`` without the two features that cost more than they
-gave on this 2-core CPU), ``int8`` (rollouts sampled from an int8 copy of the policy, with the update's
-importance weights capped at 2: ``rollout.quantize``, ``train.tis_cap``) and ``fast`` (``int8`` +
-``lora_layers``). The last lines are the ratios the issue asks for, for each combined setting that ran.
+``all``, and ``lean`` (curriculum + ``lora_layers``: ``all`` without the two features that cost more than they
+gave on this 2-core CPU). The last lines are the ratios the issue asks for, for ``all`` and for ``lean``.
 """
 
 from __future__ import annotations
@@ -54,7 +52,6 @@ def settings(lora_layers: int, group_size: int) -> dict[str, tuple[bool, list[st
     dyn = ["train.dynamic_sampling=true"]
     shared = ["train.shared_prompt=true", f"train.micro_batch={group_size}"]
     layers = [f"train.lora_layers={lora_layers}"]
-    int8 = ["rollout.quantize=int8", "train.tis_cap=2"]
     return {
         "today": (False, []),
         "dynamic_sampling": (False, dyn),
@@ -63,8 +60,6 @@ def settings(lora_layers: int, group_size: int) -> dict[str, tuple[bool, list[st
         "lora_layers": (False, layers),
         "all": (True, dyn + shared + layers),
         "lean": (True, layers),  # the features that paid on this CPU alone: curriculum + lora_layers
-        "int8": (False, int8),
-        "fast": (False, layers + int8),  # the cheaper update and the cheaper rollout, no extra rollouts
     }
 
 
@@ -151,18 +146,13 @@ def main() -> None:
             f" / {r['update_s_per_step']:.0f} | {r['cpu_s_per_step']:.0f} | {r['informative_fraction']:.2f} "
             f"| {r['informative_per_cpu_s']:.4f} | {r['update_s_per_sample']:.2f} | {r['update_s_per_informative']:.2f} |"
         )
-    names = {
-        "all": "all features",
-        "lean": "lean: curriculum + lora_layers",
-        "int8": "int8 rollouts",
-        "fast": "fast: int8 rollouts + lora_layers",
-    }
-    for name, what in names.items():
+    for name in ("all", "lean"):
         if "today" not in results or name not in results:
             continue
         today, best = results["today"], results[name]
         if today["informative_per_cpu_s"] > 0:
             ratio = best["informative_per_cpu_s"] / today["informative_per_cpu_s"]
+            what = "all features" if name == "all" else "lean: curriculum + lora_layers"
             print(f"RL efficiency ratio ({what} ÷ today): {ratio:.2f}")
         print(
             f"update seconds per sample ({name} ÷ today): {best['update_s_per_sample'] / today['update_s_per_sample']:.2f};"
