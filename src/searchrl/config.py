@@ -17,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from searchrl.algorithms.names import NO_KL_IN_REWARD, AggMode, AlgorithmName, KLEstimatorName, PolicyLossName
 from searchrl.data.protocols import ProtocolName  # one list, beside the registry
-from searchrl.overrides import ConfigError, apply_overrides
 from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE, BM25Engine  # beside the engine registry
 from searchrl.retrieval.query_cache import DEFAULT_CACHE_SIZE
 from searchrl.rewards.outcome import RewardName  # one list, beside the registry it names
 from searchrl.rewards.schedules import RewardSchedule, RewardStage
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be turned into a valid :class:`Config`."""
 
 
 class Section(BaseModel):
@@ -56,8 +59,11 @@ class RetrievalConfig(Section):
     refine: int = Field(
         0,
         ge=0,
-        description="Re-rank refine x top-k candidates of a compressed index by exact inner "
-        "product with float32 vectors kept on disk (vectors.npy, read by row); set at build time to keep them. 0 = off.",
+        description=(
+            "Re-rank refine x top-k candidates of a compressed index by exact inner product with float32 "
+            "vectors kept on disk in the index folder (vectors.npy, read by row, not held in RAM); set it at "
+            "build time to keep the vectors. 0 = off."
+        ),
     )
     train_size: int = Field(200_000, ge=1, description="Vectors sampled to train an index that needs training.")
     shard_size: int = Field(50_000, ge=1, description="Passages per encoding shard (the unit of resume).")
@@ -134,11 +140,6 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
     group_size: int = Field(4, ge=1, description="Samples per prompt (GRPO/RLOO groups).")
-    quantize: Literal["none", "int8"] = Field(
-        "none",
-        description="Sample training rollouts from an int8 copy of the "
-        "policy (CPU; searchrl.rollout.int8); needs train.tis_cap for the update's importance weights.",
-    )
 
 
 class RewardStageConfig(Section):
@@ -247,8 +248,10 @@ class TrainConfig(Section):
     lam: float = Field(1.0, ge=0, le=1, description="GAE lambda.")
     loss_agg: AggMode = Field(
         "token-mean",
-        description="How token losses (policy and value) are aggregated; "
-        "seq-mean-token-sum-norm (Dr. GRPO) divides by rows x rollout.max_context.",
+        description=(
+            "How token losses (policy and value) are aggregated; seq-mean-token-sum-norm (Dr. GRPO) divides "
+            "by rows x rollout.max_context."
+        ),
     )
     mask_retrieved_tokens: bool = Field(
         True, description="Mask injected passages out of every loss term (false = the papers' ablation)."
@@ -260,12 +263,6 @@ class TrainConfig(Section):
             "(one epoch, one mini-batch, no KL in the reward) and rows whose advantages are all zero when no "
             "other loss term (KL in the loss, entropy, critic) needs them, in the update and in the no-grad passes."
         ),
-    )
-    tis_cap: float = Field(
-        0.0,
-        ge=0,
-        description="Cap of the per-token importance weight (trained / sampler "
-        "probability) when rollouts come from other weights (rollout.quantize); verl's tis_imp_ratio_cap. 0 = off.",
     )
     checkpoint_every: int = Field(5, ge=1, description="Steps between checkpoints.")
     sft_examples: int = Field(0, ge=0, description="Gold trajectories for an SFT warm start (0 = none).")
@@ -316,15 +313,6 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     trl: TRLConfig = Field(default_factory=TRLConfig)
 
-    @model_validator(mode="after")
-    def _sampler_weights(self) -> Config:
-        if (self.rollout.quantize != "none") != (self.train.tis_cap > 0):
-            raise ValueError(
-                "rollout.quantize samples from other weights than the update trains: set train.tis_cap "
-                "(e.g. 2.0) with it, and only with it (with the trained weights there is nothing to correct)"
-            )
-        return self
-
 
 def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:
     """Raise ConfigError naming the valid keys for the first unknown key found (recursively)."""
@@ -340,6 +328,36 @@ def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:
         sub = fields[key].annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             _check_keys(sub, value, f"{where}{key}.")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"retrieval.topk=5"`` -> (["retrieval", "topk"], 5). Values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{text}' has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each dotted override applied in order."""
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

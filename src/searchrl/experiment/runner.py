@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from searchrl.config import Config, config_from_dict, load_config, save_config
+from searchrl.config import Config, apply_overrides, config_from_dict, load_config, save_config
 from searchrl.data.real import RealSource, real_world
 from searchrl.data.world import World, generate_world
 from searchrl.eval.manifest import eval_manifest
@@ -39,7 +39,6 @@ from searchrl.experiment.reuse import copy_curriculum, copy_run, copy_warm_start
 from searchrl.experiment.spec import Arm, ExperimentSpec
 from searchrl.export.folder import merged_start
 from searchrl.models import load_policy
-from searchrl.overrides import apply_overrides
 from searchrl.retrieval.bm25 import BM25Retriever
 from searchrl.rewards.trajectory import named_reward
 from searchrl.rollout.backend import SamplingParams

@@ -36,10 +36,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from searchrl.config import Config, ConfigError, config_from_dict
+from searchrl.config import Config, ConfigError, apply_overrides, config_from_dict
 from searchrl.data.world import SIZES
 from searchrl.eval.run import Method
-from searchrl.overrides import apply_overrides
 from searchrl.retrieval.bm25_engines import DEFAULT_BM25_ENGINE
 
 __all__ = ["Arm", "Claim", "Curriculum", "DataSource", "ExperimentSpec", "RealData", "load_spec"]

@@ -97,7 +97,7 @@ def eval_overrides(cfg: Config) -> list[str]:
 
 
 def _yaml_value(value: Any) -> str:
-    """``value`` as the text after ``=`` in an override (read back as YAML by searchrl.overrides.parse_override)."""
+    """``value`` as the text after ``=`` in an override (read back as YAML by config.parse_override)."""
     if isinstance(value, str) and yaml.safe_load(value) == value:
         return value
     return json.dumps(value)  # JSON is YAML: quoted strings, numbers, booleans, null, lists

@@ -1,5 +1,4 @@
-"""``build_rollout``: the one place a config becomes a rollout engine (protocol, budgets, sync or async);
-``build_sampler``: the training rollout's backend over the policy (float, or its int8 copy)."""
+"""``build_rollout``: the one place a config becomes a rollout engine (protocol, budgets, sync or async)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from searchrl.retrieval.base import Retriever
     from searchrl.rollout.backend import GeneratorBackend
 
-__all__ = ["build_rollout", "build_sampler"]
+__all__ = ["build_rollout"]
 
 
 def build_rollout(cfg: Config, backend: GeneratorBackend, retriever: Retriever, tokenizer: Any) -> RolloutEngine:
@@ -25,14 +24,3 @@ def build_rollout(cfg: Config, backend: GeneratorBackend, retriever: Retriever, 
     limits = RolloutLimits.from_config(cfg)
     engine_cls = AsyncRolloutEngine if callable(getattr(backend, "generate_one", None)) else RolloutEngine
     return engine_cls(backend, retriever, tokenizer, protocol, limits)
-
-
-def build_sampler(cfg: Config, policy: Any, tokenizer: Any) -> GeneratorBackend:
-    """The Hugging Face backend over ``policy``, or over its int8 copy with ``rollout.quantize: int8``
-    (:mod:`searchrl.rollout.int8`)."""
-    from searchrl.rollout.hf import HFGenerator
-    from searchrl.rollout.int8 import Int8Generator
-
-    if cfg.rollout.quantize == "int8":
-        return Int8Generator(policy, tokenizer)
-    return HFGenerator(policy, tokenizer)

@@ -36,13 +36,12 @@ class _CacheState:
 
 
 def pick_tokens(
-    logits: torch.Tensor, params: SamplingParams, gen: torch.Generator, raw: bool = False
+    logits: torch.Tensor, params: SamplingParams, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row.
 
     logits: [B, V] (any float dtype). Returns (ids [B], logprobs [B]) where logprobs are under the
-    temperature-scaled distribution (temperature 1 for greedy), before top-p/top-k truncation; with ``raw``,
-    under the model's own distribution (temperature 1), as the trainer scores tokens.
+    temperature-scaled distribution (temperature 1 for greedy), before top-p/top-k truncation.
     """
     logits = logits.float()
     if params.greedy:
@@ -62,8 +61,6 @@ def pick_tokens(
         filtered = filtered.masked_fill(drop, float("-inf"))
     probs = torch.softmax(filtered, -1)
     ids = torch.multinomial(probs, 1, generator=gen)[:, 0]
-    if raw:
-        logp = torch.log_softmax(logits, -1)
     return ids, logp.gather(-1, ids[:, None])[:, 0]
 
 
@@ -78,10 +75,8 @@ class HFGenerator:
         reuse_cache: bool = True,
         share_prefill: bool = True,
         stop_window: int = 12,
-        raw_logprobs: bool = False,
     ) -> None:
         self.model = model
-        self.raw_logprobs = raw_logprobs  # Completion.logprobs at temperature 1 (pick_tokens' raw)
         self.tokenizer = tokenizer
         self.reuse_cache = reuse_cache
         self.share_prefill = share_prefill
@@ -227,7 +222,7 @@ class HFGenerator:
         out_lp: list[list[float]] = [[] for _ in range(n)]
         finish: list[FinishReason | None] = [None if b > 0 else "length" for b in budgets]
         while True:
-            ids, lps = pick_tokens(logits, params, gen, raw=self.raw_logprobs)
+            ids, lps = pick_tokens(logits, params, gen)
             feed: list[list[int]] = []
             for b in range(n):
                 if finish[b] is not None:

@@ -30,12 +30,11 @@ class RolloutBatch:
     policy_mask: torch.Tensor  # [B, T-1] float, the rollout's loss_mask as built (= loss_mask unless the ablation)
     injected_mask: torch.Tensor  # [B, T-1] float, 1 = response token the environment injected (passages, tags)
     prompt_len: torch.Tensor  # [B] long, tokens of the row's prompt (a group's rows share it: train.shared_prompt)
-    sampled_logprobs: torch.Tensor  # [B, T-1] float, the sampler's log-prob of each policy token, 0 elsewhere
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         assert self.attention_mask.shape == (b, t), "attention_mask must match input_ids"
-        for name in ("loss_mask", "policy_mask", "injected_mask", "sampled_logprobs"):
+        for name in ("loss_mask", "policy_mask", "injected_mask"):
             assert getattr(self, name).shape == (b, t - 1), f"{name} must be [B, T-1]"
         assert self.rewards.shape == (b,) and self.group.shape == (b,) and self.prompt_len.shape == (b,)
 
@@ -72,8 +71,7 @@ def collate(
         if not mask_retrieved:
             mask = response
         env = [r * (1 - o) for r, o in zip(response, traj.loss_mask, strict=True)]
-        own_lp = [lp * o for lp, o in zip(traj.logprobs, traj.loss_mask, strict=True)]  # sampled tokens only
-        rows.append((traj.ids, mask, traj.loss_mask, env, own_lp))
+        rows.append((traj.ids, mask, traj.loss_mask, env))
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
@@ -81,15 +79,13 @@ def collate(
     mask_t = torch.zeros((b, width), dtype=torch.float32)
     own = torch.zeros((b, width), dtype=torch.float32)
     injected = torch.zeros((b, width), dtype=torch.float32)
-    sampled = torch.zeros((b, width), dtype=torch.float32)
-    for i, (r_ids, r_mask, r_own, r_injected, r_sampled) in enumerate(rows):
+    for i, (r_ids, r_mask, r_own, r_injected) in enumerate(rows):
         n = len(r_ids)
         ids[i, :n] = torch.tensor(r_ids, dtype=torch.long)
         attn[i, :n] = 1
         mask_t[i, :n] = torch.tensor(r_mask, dtype=torch.float32)
         own[i, :n] = torch.tensor(r_own, dtype=torch.float32)
         injected[i, :n] = torch.tensor(r_injected, dtype=torch.float32)
-        sampled[i, :n] = torch.tensor(r_sampled, dtype=torch.float32)
     return RolloutBatch(
         input_ids=ids,
         attention_mask=attn,
@@ -99,7 +95,6 @@ def collate(
         policy_mask=own[:, 1:],
         injected_mask=injected[:, 1:],
         prompt_len=torch.tensor([t.prompt_len for t in trajectories], dtype=torch.long),
-        sampled_logprobs=sampled[:, 1:],
     )
 
 

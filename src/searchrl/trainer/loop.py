@@ -41,8 +41,9 @@ from searchrl.rewards.normalize import exact_match
 from searchrl.rewards.schedules import RewardSchedule
 from searchrl.rewards.trajectory import TrajectoryReward, scheduled_rewards
 from searchrl.rollout.backend import GeneratorBackend, SamplingParams
-from searchrl.rollout.build import build_rollout, build_sampler
+from searchrl.rollout.build import build_rollout
 from searchrl.rollout.engine import RolloutRequest
+from searchrl.rollout.hf import HFGenerator
 from searchrl.rollout.prompts import prompt_ids
 from searchrl.rollout.trace import text_spans
 from searchrl.trainer.advantage import compute_advantages, rows_with_advantage
@@ -112,7 +113,7 @@ class Trainer:
         self.update = self.build_update(t)
         self.watchdog = Watchdog(t.watchdog) if t.watchdog.enabled else None
         self.protocol: TagProtocol = protocol
-        self.engine = build_rollout(cfg, backend or build_sampler(cfg, self.policy, tokenizer), retriever, tokenizer)
+        self.engine = build_rollout(cfg, backend or HFGenerator(self.policy, tokenizer), retriever, tokenizer)
         self.search_stats = getattr(retriever, "stats", None)  # SearchStats: de-duplicated and cached queries
         self.state = TrainState()
         self.drift = SearchDrift()  # audit/searches_*: the one-search shortcut (searchrl.audit)
@@ -123,8 +124,8 @@ class Trainer:
     def build_update(self, t: TrainConfig) -> PolicyUpdate:
         """The update stage under ``t`` (the watchdog rebuilds it with a KL term after a trip)."""
         trained = (self.policy, self.optimizer, self.critic, self.critic_opt)
-        norm_len, temp = self.cfg.rollout.max_context, self.cfg.rollout.temperature  # TRL's max_completion_length
-        return PolicyUpdate(t, *trained, kl_in_loss=t.kl_coef > 0, norm_len=norm_len, dist=self.dist, temperature=temp)
+        norm_len = self.cfg.rollout.max_context  # as TRL's max_completion_length (engines/trl.py)
+        return PolicyUpdate(t, *trained, kl_in_loss=t.kl_coef > 0, norm_len=norm_len, dist=self.dist)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:

@@ -13,13 +13,6 @@ Deliberate choices:
 * ``seq-mean-token-sum-norm`` (Dr. GRPO) divides by rows x ``norm_len``, a constant of the run: the
   trainer passes ``rollout.max_context``, the constant TRL's path gets as ``max_completion_length``
   (``searchrl.engines.trl``), never the step's padded width.
-* With ``train.tis_cap`` (rollouts sampled from other weights: ``rollout.quantize``), each policy token's
-  advantage is multiplied by ``min((p / q) ** (1 / T), cap)``: p the trained weights' probability of the token
-  (the old log-prob), q the sampler's, both at temperature 1, T the rollout temperature. ``(p / q) ** (1 / T)``
-  is the ratio of the two tempered distributions the tokens were meant to come from and did come from, up to a
-  per-position normalizer that is 1 when the two models agree. A positive per-token factor on the advantage
-  equals that factor on the token's clipped (and dual-clipped) loss: truncated importance sampling as verl's
-  ``tis_imp_ratio_cap``. Tokens the environment injected (the unmasked ablation) keep weight 1.
 """
 
 from __future__ import annotations
@@ -64,11 +57,10 @@ class PolicyUpdate:
         kl_in_loss: bool,  # a KL term with kl_coef > 0 in the loss (a reference kept only for logging is not)
         norm_len: int,  # Dr. GRPO's constant (loss_agg seq-mean-token-sum-norm): rollout.max_context
         dist: Distributed | None = None,
-        temperature: float = 1.0,  # rollout.temperature: the sampler's tempering, for train.tis_cap's weights
     ) -> None:
         self.t, self.policy, self.optimizer = t, policy, optimizer
         self.critic, self.critic_opt = critic, critic_opt
-        self.kl_in_loss, self.norm_len, self.temperature = kl_in_loss, norm_len, temperature
+        self.kl_in_loss, self.norm_len = kl_in_loss, norm_len
         self.dist = dist or Distributed()
 
     def only_policy_loss(self) -> bool:
@@ -183,21 +175,6 @@ class PolicyUpdate:
                 opt.zero_grad(set_to_none=True)
         return norm, stepped
 
-    def sampler_weights(
-        self, adv: torch.Tensor, old: torch.Tensor, b: RolloutBatch
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The advantages times the capped importance weights of the sampled tokens (module doc), and their
-        means over those tokens before the cap (``actor/tis_weight``) and the share capped (``actor/tis_capped``)."""
-        own = b.policy_mask > 0
-        log_w = torch.where(own, (old - b.sampled_logprobs) / self.temperature, torch.zeros_like(old))
-        w = log_w.exp()
-        n = max(float(own.sum()), 1.0)
-        stats = {
-            "actor/tis_weight": float((w * own).sum()) / n,
-            "actor/tis_capped": float(((w > self.t.tis_cap) & own).sum()) / n,
-        }
-        return adv * w.clamp(max=self.t.tis_cap), stats
-
     def micro_loss(self, scored: Scored, idx: torch.Tensor) -> MicroLoss:
         """The loss of rows ``idx``, its terms, and the monitored statistics (entropy, KL) summed over the
         rows' own policy tokens."""
@@ -211,13 +188,10 @@ class PolicyUpdate:
         old = new.detach() if scored.old_logprobs is None else scored.old_logprobs[idx]
         if scored.fresh is not None and scored.old_logprobs is not None:  # on-policy rows: see first_step_rows
             old = torch.where(scored.fresh[idx, None], new.detach(), old)
-        adv, tis = scored.advantages[idx], dict[str, float]()
-        if t.tis_cap > 0:  # the sampler's weights are not these: truncated importance sampling (module doc)
-            adv, tis = self.sampler_weights(adv, old, b)
         pl = POLICY_LOSSES[t.policy_loss](
             new,
             old,
-            adv,
+            scored.advantages[idx],
             mask,
             clip_low=t.clip_eps,
             clip_high=t.clip_eps,
@@ -233,7 +207,6 @@ class PolicyUpdate:
         }
         if t.clip_ratio_c is not None:
             terms["actor/dual_clip_frac"] = float(pl.dual_clip_frac)
-        terms |= tis
         # monitored over the policy's own tokens (a subset of the loss mask), in the ablation too
         own = b.policy_mask
         sums: dict[str, float] = {}
