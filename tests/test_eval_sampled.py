@@ -78,6 +78,12 @@ def test_an_experiment_writes_sampled_rows_and_judges_a_sampled_claim(tiny_model
     assert verdicts["S"]["metric"] == "searched, sampled" and verdicts["S"]["n"] == 6
     assert verdicts["G"]["metric"] == "em" and verdicts["G"]["n"] == 6
     assert "greedy evaluation, and avg@2 at each arm's rollout temperature" in (out / "findings.md").read_text()
+    timing = json.loads((run_dir_of(out, "rl", 0) / "timing.json").read_text())
+    assert timing["sampled_eval_s"] > 0 and timing["eval_s"] > 0  # timed apart
+    assert (
+        f"| rl | seed0 | {timing['train_s']:.0f} | {timing['eval_s']:.0f} + {timing['sampled_eval_s']:.0f} sampled |"
+        in (out / "findings.md").read_text()
+    )
     before = (run_dir_of(out, "rl", 0) / "eval/sampled.jsonl").stat().st_mtime_ns
     Experiment.prepare(spec, out, log=print).run()  # finished: nothing is evaluated again
     assert (run_dir_of(out, "rl", 0) / "eval/sampled.jsonl").stat().st_mtime_ns == before

@@ -91,6 +91,10 @@ def test_a_run_with_sampled_evaluation_added_keeps_the_greedy_rows_and_samples_h
     assert len(rows) == 2 and all(r["samples"] == 2 for r in rows)
     assert not any("grpo seed 0: step" in m for m in log)  # neither trained nor evaluated greedily again
     assert not any("held-out EM" in m for m in log)
+    timing = json.loads((mine / "timing.json").read_text())  # the source's seconds, and the sampled ones made here
+    assert (
+        timing["sampled_eval_s"] > 0 and timing["eval_s"] == json.loads((theirs / "timing.json").read_text())["eval_s"]
+    )
     # a source with avg@k rows of another k: its greedy rows come along, its sampled rows do not
     data4 = {
         **data,

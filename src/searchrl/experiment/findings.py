@@ -328,6 +328,8 @@ def cpu_section(out: Path, runs: dict[str, list[Path]]) -> Section:
                 what = "run and rows" if rec.get("held_out_rows") else "training"
                 copied = f"{what} from {'/'.join(Path(rec['from']).parts[-4:])}"
             train, held = f"{t.get('train_s', float('nan')):.0f}", f"{t.get('eval_s', float('nan')):.0f}"
+            if "sampled_eval_s" in t:  # held_out.samples: the avg@k answers, timed apart
+                held += f" + {t['sampled_eval_s']:.0f} sampled"
             rows.append([name, d.name, train, held, copied, link])
     header = ["arm", "seed", "RL + load (s)", "held-out eval (s)", "copied", "run report"]
     return Section("CPU per run", tables=[Table(header, rows)])

@@ -309,19 +309,27 @@ class Experiment:
         engine = build_rollout(cfg, HFGenerator(policy, tok), self.retriever, tok)
         # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
         ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
+        t_sampled = 0.0
         if k and not (run_dir / "eval" / "sampled.jsonl").is_file():  # avg@k at the training temperature
-            temp = cfg.rollout.temperature
+            temp, t1 = cfg.rollout.temperature, time.perf_counter()
             sampled = evaluate(arm.method, self.held_out, engine, samples=k, temperature=temp, seed=seed)
             decoding = f"avg@{k} t={temp:g}"
             manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt, decoding)
             write_results(run_dir / "eval", "sampled", sampled, manifest=manifest)
-            if rows_path.is_file():
+            t_sampled = time.perf_counter() - t1
+            if rows_path.is_file():  # the greedy rows came with a copied run: its timing gets the sampled seconds
+                timing = (
+                    json.loads((run_dir / "timing.json").read_text()) if (run_dir / "timing.json").is_file() else {}
+                )
+                atomic_write_text(run_dir / "timing.json", json.dumps({**timing, "sampled_eval_s": t_sampled}))
                 return rows_path
         waits: dict[str, list[float]] = {}
         rows = evaluate(arm.method, self.held_out, engine, waits=waits)
         manifest = eval_manifest(cfg, arm.method, self.held_out, [self.retriever], ckpt)
         table = write_results(run_dir / "eval", "heldout", rows, manifest=manifest, waits=waits)
-        timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train}
+        timing = {"train_s": t_train, "eval_s": time.perf_counter() - t0 - t_train - t_sampled}
+        if t_sampled:
+            timing["sampled_eval_s"] = t_sampled
         atomic_write_text(run_dir / "timing.json", json.dumps(timing))
         em = ", ".join(f"{g} {m['em']:.2f}" for g, m in table.items())
         self.log(
