@@ -290,9 +290,13 @@ class Experiment:
     def run_arm(self, arm: Arm, seed: int) -> Path:
         """Train and evaluate one arm x seed unless its held-out rows exist already."""
         run_dir = run_dir_of(self.out, arm.name, seed)
-        rows_path = run_dir / "eval" / "heldout.jsonl"
+        rows_path, sampled_path = run_dir / "eval" / "heldout.jsonl", run_dir / "eval" / "sampled.jsonl"
         k = self.spec.held_out.samples
-        if rows_path.is_file() and (not k or (run_dir / "eval" / "sampled.jsonl").is_file()):
+
+        def finished() -> bool:  # the greedy rows, and the avg@k rows when the spec asks for them
+            return rows_path.is_file() and (not k or sampled_path.is_file())
+
+        if finished():
             return rows_path
         if not (run_dir / "reused_from.json").is_file():
             reused = copy_run(self.out, self.spec, arm, seed, self.sources)
@@ -300,7 +304,7 @@ class Experiment:
                 self.log(
                     f"{arm.name} seed {seed}: copied from {reused['from']} (held-out rows: {reused['held_out_rows']})"
                 )
-                if reused["held_out_rows"] and (not k or (run_dir / "eval" / "sampled.jsonl").is_file()):
+                if finished():
                     return rows_path
         run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -310,7 +314,7 @@ class Experiment:
         # the policy evaluated: the run's last checkpoint after RL, else the checkpoint the arm starts from
         ckpt = latest_checkpoint(run_dir) if arm.steps > 0 else self.start_checkpoint(arm, seed)
         t_sampled = 0.0
-        if k and not (run_dir / "eval" / "sampled.jsonl").is_file():  # avg@k at the training temperature
+        if k and not sampled_path.is_file():  # avg@k at the training temperature
             temp, t1 = cfg.rollout.temperature, time.perf_counter()
             sampled = evaluate(arm.method, self.held_out, engine, samples=k, temperature=temp, seed=seed)
             decoding = f"avg@{k} t={temp:g}"
